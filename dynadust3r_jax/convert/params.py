@@ -1,0 +1,194 @@
+"""PyTorch state dict → Flax NNX parameters of the same module tree (a re-layout, no name table).
+
+A key `a.b.3.c.weight` names module `a.b.3.c` and its tensor `weight`. Integer parts are list
+indices (`nnx.List`), except right after a stacked-block container (`enc_blocks`, `dec_blocks`,
+`dec_blocks2`), where they are the layer index: those tensors are stacked along a new axis 0.
+The leaf and its layout follow from the Flax module type found at that path:
+  nnx.Linear     weight (out, in)        → kernel (in, out)
+  nnx.Conv       weight (out, in, kh, kw) → kernel (kh, kw, in, out)
+  nnx.LayerNorm  weight                  → scale
+  ConvTranspose  weight (in, out, k, k)  → kernel, same layout (see heads/dpt_head.py)
+  a bare Param (mask_token)              → same name and layout
+Biases keep their name and layout.
+
+Source keys that have no parameter here are errors, except the documented ignore list:
+  * `prediction_head.*`  - CroCo's pretraining head, which DUSt3R drops;
+  * `<head>.dpt.scratch.layer{1..4}_rn.weight` - aliases of `scratch.layer_rn.{0..3}.weight`
+    (the same tensor registered twice in PyTorch); when the alias is the only copy (Hugging Face
+    safetensors de-duplicate shared tensors) it is used as `layer_rn.{k-1}`.
+As in `AsymmetricCroCo3DStereo.load_state_dict`, a source without `dec_blocks2` (a CroCo checkpoint)
+initialises `dec_blocks2` from `dec_blocks`.
+
+`plan()` works on shapes only (full-size manifests check without memory); `apply_plan()` moves data.
+"""
+import dataclasses
+import re
+
+import numpy as np
+from flax import nnx
+
+from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
+from dynadust3r_jax.model.heads.dpt_head import ConvTranspose
+
+_ALIAS = re.compile(r'^(.*\.dpt\.scratch\.)layer([1-4])_rn\.weight$')
+IGNORED_PREFIXES = ('prediction_head.',)
+
+# layout name → (transform of a numpy array, transform of a PyTorch shape)
+_LAYOUTS = {
+    'same': (lambda a: a, lambda s: tuple(s)),
+    'linear': (lambda a: a.T, lambda s: tuple(s[::-1])),
+    'conv': (lambda a: a.transpose(2, 3, 1, 0), lambda s: (s[2], s[3], s[1], s[0])),
+}
+_INVERSE_SHAPE = {  # Flax shape → PyTorch shape, for error messages
+    'same': lambda s: tuple(s),
+    'linear': lambda s: tuple(s[::-1]),
+    'conv': lambda s: (s[3], s[2], s[0], s[1]),
+}
+
+
+@dataclasses.dataclass
+class Assignment:
+  """One Flax parameter from one PyTorch tensor, or from a stack of them (one per layer)."""
+  target: tuple
+  sources: tuple[str, ...]
+  layout: str
+  stacked: bool
+
+
+@dataclasses.dataclass
+class Plan:
+  assignments: list[Assignment]
+  ignored: list[str]          # source keys deliberately not used
+  aliases: dict[str, str]     # alias key → the key it duplicates (values checked equal)
+  missing: list[tuple]        # Flax parameters no source tensor provides
+  notes: list[str]
+
+
+def _param_shapes(model) -> dict[tuple, tuple]:
+  return {path: tuple(v.shape) for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def _module_types(model) -> dict[tuple, type]:
+  return {path: type(node) for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
+
+
+def _leaf(module_type, name):
+  """(Flax leaf name, layout) of PyTorch tensor `name` of a module of this type."""
+  if name == 'bias':
+    return 'bias', 'same'
+  if name != 'weight':
+    return None
+  if issubclass(module_type, nnx.Linear):
+    return 'kernel', 'linear'
+  if issubclass(module_type, nnx.Conv):
+    return 'kernel', 'conv'
+  if issubclass(module_type, nnx.LayerNorm):
+    return 'scale', 'same'
+  if issubclass(module_type, ConvTranspose):
+    return 'kernel', 'same'
+  return None
+
+
+def _parts(key):
+  return [int(p) if p.isdigit() else p for p in key.split('.')]
+
+
+def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
+         allow_missing: tuple[str, ...] = ()) -> Plan:
+  """Match every source key to a parameter of `model` (shapes only). Raises CheckpointError."""
+  targets = _param_shapes(model)
+  modules = _module_types(model)
+  stacked_containers = getattr(model, 'stacked_blocks', ())
+  keys = dict(source_shapes)
+  origin = {k: k for k in keys}  # name used for matching → the source key holding the tensor
+  ignored, aliases, notes, unknown = [], {}, [], []
+
+  for key in list(keys):
+    m = _ALIAS.match(key)
+    if m:
+      canonical = f'{m.group(1)}layer_rn.{int(m.group(2)) - 1}.weight'
+      if canonical in keys:
+        aliases[key] = canonical
+      else:
+        keys[canonical], origin[canonical] = keys[key], key
+        notes.append(f'{key} used as {canonical}')
+      del keys[key]
+  if 'dec_blocks2' in stacked_containers and not any(k.startswith('dec_blocks2.') for k in keys):
+    for k in [k for k in keys if k.startswith('dec_blocks.')]:
+      copy = 'dec_blocks2' + k[len('dec_blocks'):]
+      keys[copy], origin[copy] = keys[k], k
+    notes.append('dec_blocks2 initialised from dec_blocks (CroCo checkpoint)')
+
+  groups: dict[tuple, dict] = {}
+  for key, shape in keys.items():
+    parts = _parts(key)
+    if parts[0] in stacked_containers and len(parts) > 2 and isinstance(parts[1], int):
+      layer, parts = parts[1], [parts[0]] + parts[2:]
+    else:
+      layer = None
+    module_path, name = tuple(parts[:-1]), parts[-1]
+    if module_path in modules and module_path:
+      leaf = _leaf(modules[module_path], name)
+      target = module_path + (leaf[0],) if leaf else None
+      layout = leaf[1] if leaf else None
+    else:
+      target, layout = tuple(parts), 'same'
+    if target not in targets:
+      if any(key.startswith(p) for p in IGNORED_PREFIXES):
+        ignored.append(key)
+      else:
+        unknown.append(key)
+      continue
+    group = groups.setdefault(target, {'layout': layout, 'layers': {}, 'shape': shape})
+    group['layers'][layer] = key
+
+  if unknown:
+    raise CheckpointError(f'{source_name}: {len(unknown)} key(s) match no parameter of '
+                          f'{type(model).__name__}: {_short(unknown)}')
+
+  assignments = []
+  for target, g in groups.items():
+    layers, layout = g['layers'], g['layout']
+    stacked = None not in layers
+    if stacked:
+      n = targets[target][0]
+      if sorted(layers) != list(range(n)):
+        raise CheckpointError(f'{source_name}: {target[0]} has layers {sorted(layers)}, the model has '
+                              f'{n} (0..{n - 1})')
+      sources = tuple(layers[i] for i in range(n))
+    else:
+      sources = (layers[None],)
+    for src in sources:
+      got = _LAYOUTS[layout][1](keys[src])
+      want = targets[target][1:] if stacked else targets[target]
+      if tuple(got) != tuple(want):
+        raise CheckpointError(
+            f'{source_name}: {origin[src]} has shape {tuple(keys[src])}, the model expects '
+            f'{_INVERSE_SHAPE[layout](want)} (architecture mismatch?)')
+    assignments.append(Assignment(target, tuple(origin[k] for k in sources), layout, stacked))
+
+  missing = [t for t in targets if t not in groups]
+  not_allowed = [t for t in missing if not any('.'.join(map(str, t)).startswith(p) for p in allow_missing)]
+  if not_allowed:
+    names = ['.'.join(map(str, t)) for t in not_allowed]
+    raise CheckpointError(f'{source_name}: {len(names)} parameter(s) of {type(model).__name__} are not in '
+                          f'the checkpoint: {_short(names)}')
+  return Plan(assignments, ignored, aliases, missing, notes)
+
+
+def apply_plan(p: Plan, state_dict: dict, *, source_name: str) -> dict[tuple, np.ndarray]:
+  """Flat {Flax path: float32 array} from the source tensors, per the plan."""
+  for alias, canonical in p.aliases.items():
+    if not np.array_equal(state_dict[alias], state_dict[canonical]):
+      raise CheckpointError(f'{source_name}: {alias} should be an alias of {canonical} but differs')
+  out = {}
+  for a in p.assignments:
+    transform = _LAYOUTS[a.layout][0]
+    arrays = [np.asarray(transform(state_dict[k]), dtype=np.float32) for k in a.sources]
+    out[a.target] = np.stack(arrays) if a.stacked else arrays[0]
+  return out
+
+
+def _short(names, n=6):
+  names = list(names)
+  return ', '.join(names[:n]) + (f' … (+{len(names) - n} more)' if len(names) > n else '')

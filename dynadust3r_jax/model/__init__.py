@@ -1,0 +1,18 @@
+"""The CroCo / DUSt3R networks in Flax NNX, module tree = PyTorch's."""
+from flax import nnx
+
+from dynadust3r_jax.model.config import ModelConfig
+from dynadust3r_jax.model.croco import CroCoNet
+from dynadust3r_jax.model.dust3r import AsymmetricCroCo3DStereo
+
+ARCH_CLASSES = {'CroCoNet': CroCoNet, 'AsymmetricCroCo3DStereo': AsymmetricCroCo3DStereo}
+
+
+def build_model(cfg: ModelConfig, seed: int = 0):
+  """The network for cfg with freshly initialised parameters."""
+  return ARCH_CLASSES[cfg.arch](cfg, rngs=nnx.Rngs(seed))
+
+
+def abstract_model(cfg: ModelConfig):
+  """The network's structure with ShapeDtypeStruct parameters (no memory, no compute)."""
+  return nnx.eval_shape(lambda: build_model(cfg))

@@ -1,0 +1,146 @@
+"""The architecture of a CroCo / DUSt3R network, plus the runtime knobs of the JAX port.
+
+Field names and defaults mirror the PyTorch constructors (`CroCoNet.__init__` and
+`AsymmetricCroCo3DStereo.__init__`), so a checkpoint's constructor string maps onto this
+dataclass one keyword at a time (see `dynadust3r_jax/convert/constructor.py`).
+"""
+import dataclasses
+import json
+import math
+
+INF = math.inf
+
+ARCHS = ('CroCoNet', 'AsymmetricCroCo3DStereo')
+PATCH_EMBEDS = ('PatchEmbedDust3R', 'ManyAR_PatchEmbed')
+HEAD_TYPES = ('linear', 'dpt')
+DTYPES = ('float32', 'bfloat16', 'float16')
+ATTENTION_IMPLS = ('xla', 'cudnn')
+REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
+
+# Fields that describe the network (saved with a converted checkpoint). The rest are runtime
+# choices of this port (compute dtype, attention kernel, rematerialisation).
+RUNTIME_FIELDS = ('dtype', 'attention_impl', 'remat_policy')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Architecture (PyTorch constructor keywords) + runtime options."""
+  arch: str = 'AsymmetricCroCo3DStereo'
+  # CroCoNet keywords (defaults are CroCoNet's).
+  img_size: tuple[int, int] = (224, 224)
+  patch_size: int = 16
+  mask_ratio: float = 0.9
+  enc_embed_dim: int = 768
+  enc_depth: int = 12
+  enc_num_heads: int = 12
+  dec_embed_dim: int = 512
+  dec_depth: int = 8
+  dec_num_heads: int = 16
+  mlp_ratio: float = 4.0
+  norm_im2_in_dec: bool = True
+  pos_embed: str = 'cosine'
+  # AsymmetricCroCo3DStereo keywords (defaults are DUSt3R's).
+  output_mode: str = 'pts3d'
+  head_type: str = 'linear'
+  depth_mode: tuple = ('exp', -INF, INF)
+  conf_mode: tuple | None = ('exp', 1, INF)
+  freeze: str = 'none'
+  landscape_only: bool = True
+  patch_embed_cls: str = 'PatchEmbedDust3R'
+  # DPT widths: fixed in the official `create_dpt_head`, read off tensor shapes by the converter.
+  dpt_feature_dim: int = 256
+  dpt_last_dim: int = 128
+  dpt_layer_dims: tuple[int, int, int, int] = (96, 192, 384, 768)
+  # Runtime options of the port.
+  dtype: str = 'float32'            # backbone compute dtype; heads always run in float32
+  attention_impl: str = 'xla'       # 'xla' (einsum + softmax) or 'cudnn' (GPU, bf16/fp16)
+  remat_policy: str = 'none'        # rematerialisation of each scanned block
+
+  def __post_init__(self):
+    for name in ('img_size', 'depth_mode', 'conf_mode', 'dpt_layer_dims'):
+      value = getattr(self, name)
+      if isinstance(value, list):
+        object.__setattr__(self, name, tuple(value))
+    if isinstance(self.img_size, int):
+      object.__setattr__(self, 'img_size', (self.img_size, self.img_size))
+    self.validate()
+
+  @property
+  def rope_base(self) -> float:
+    return float(self.pos_embed[len('RoPE'):])
+
+  @property
+  def has_conf(self) -> bool:
+    return bool(self.conf_mode)
+
+  @property
+  def dpt_hooks(self) -> tuple[int, int, int, int]:
+    """Indices into the 13-entry decoder output list [encoder, dec 1..L] (`create_dpt_head`)."""
+    depth = self.dec_depth
+    return (0, depth * 2 // 4, depth * 3 // 4, depth)
+
+  def validate(self):
+    """Raise ValueError naming the field for anything this port does not implement."""
+    def check(ok, msg):
+      if not ok:
+        raise ValueError(f'model config: {msg}')
+    check(self.arch in ARCHS, f'arch={self.arch!r}; supported: {ARCHS}')
+    check(self.pos_embed.startswith('RoPE'),
+          f"pos_embed={self.pos_embed!r}; only RoPE ('RoPE100') models are supported "
+          '(the cosine embedding is CroCo v1)')
+    check(self.norm_im2_in_dec, 'norm_im2_in_dec=False is not supported')
+    check(self.enc_embed_dim % self.enc_num_heads == 0, 'enc_embed_dim % enc_num_heads != 0')
+    check(self.dec_embed_dim % self.dec_num_heads == 0, 'dec_embed_dim % dec_num_heads != 0')
+    for dim, heads in ((self.enc_embed_dim, self.enc_num_heads), (self.dec_embed_dim, self.dec_num_heads)):
+      check((dim // heads) % 4 == 0, f'head dim {dim // heads} must be a multiple of 4 for 2D RoPE')
+    check(self.img_size[0] % self.patch_size == 0 and self.img_size[1] % self.patch_size == 0,
+          f'img_size={self.img_size} must be a multiple of patch_size={self.patch_size}')
+    check(self.dtype in DTYPES, f'dtype={self.dtype!r}; choose from {DTYPES}')
+    check(self.attention_impl in ATTENTION_IMPLS,
+          f'attention_impl={self.attention_impl!r}; choose from {ATTENTION_IMPLS}')
+    check(self.remat_policy in REMAT_POLICIES,
+          f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
+    if self.arch == 'CroCoNet':
+      return
+    check(self.output_mode == 'pts3d', f'output_mode={self.output_mode!r}; only pts3d is supported')
+    check(self.head_type in HEAD_TYPES, f'head_type={self.head_type!r}; choose from {HEAD_TYPES}')
+    check(self.patch_embed_cls in PATCH_EMBEDS,
+          f'patch_embed_cls={self.patch_embed_cls!r}; choose from {PATCH_EMBEDS}')
+    check(not (self.patch_embed_cls == 'ManyAR_PatchEmbed' and not self.landscape_only),
+          'ManyAR_PatchEmbed needs landscape_only=True (inference uses PatchEmbedDust3R, '
+          'landscape_only=False, as dust3r.model.load_model does)')
+    check(self.depth_mode[0] in ('exp', 'linear', 'square') and self.depth_mode[1:] == (-INF, INF),
+          f'depth_mode={self.depth_mode}; supported: exp/linear/square with bounds (-inf, inf)')
+    check(self.conf_mode is None or self.conf_mode[0] in ('exp', 'sigmoid'),
+          f'conf_mode={self.conf_mode}; supported: exp, sigmoid')
+    check(self.freeze in ('none', 'mask', 'encoder'), f'freeze={self.freeze!r}')
+    if self.head_type == 'dpt':
+      check(self.dec_depth > 9, f'a DPT head needs dec_depth > 9, got {self.dec_depth}')
+
+  def replace(self, **changes) -> 'ModelConfig':
+    return dataclasses.replace(self, **changes)
+
+  def for_inference(self) -> 'ModelConfig':
+    """What `dust3r.model.load_model` does: PatchEmbedDust3R and no head transposition."""
+    if self.arch == 'CroCoNet':
+      return self
+    return self.replace(patch_embed_cls='PatchEmbedDust3R', landscape_only=False)
+
+  def architecture(self) -> dict:
+    """The architecture fields only (what a converted checkpoint stores)."""
+    return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+
+  def to_json(self) -> str:
+    return json.dumps(self.architecture(), indent=1)
+
+  @classmethod
+  def from_dict(cls, d: dict, **runtime) -> 'ModelConfig':
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+      raise ValueError(f'model config: unknown field(s) {unknown}')
+    return cls(**{**d, **runtime})
+
+  @classmethod
+  def from_json(cls, text: str, **runtime) -> 'ModelConfig':
+    return cls.from_dict(json.loads(text), **runtime)
