@@ -24,6 +24,7 @@ initialises `dec_blocks2` from `dec_blocks`.
 import dataclasses
 import re
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -94,8 +95,12 @@ def _parts(key):
 
 
 def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
-         allow_missing: tuple[str, ...] = ()) -> Plan:
-  """Match every source key to a parameter of `model` (shapes only). Raises CheckpointError."""
+         allow_missing: tuple[str, ...] = (), allow_unused: tuple[str, ...] = ()) -> Plan:
+  """Match every source key to a parameter of `model` (shapes only). Raises CheckpointError.
+
+  allow_missing / allow_unused: key prefixes of model parameters that may stay unassigned, and of
+  source tensors that may go unused (initialising a new head from another model's backbone).
+  """
   targets = _param_shapes(model)
   modules = _module_types(model)
   stacked_containers = getattr(model, 'stacked_blocks', ())
@@ -134,7 +139,7 @@ def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
     else:
       target, layout = tuple(parts), 'same'
     if target not in targets:
-      if any(key.startswith(p) for p in IGNORED_PREFIXES):
+      if any(key.startswith(p) for p in IGNORED_PREFIXES + allow_unused):
         ignored.append(key)
       else:
         unknown.append(key)
@@ -187,6 +192,15 @@ def apply_plan(p: Plan, state_dict: dict, *, source_name: str) -> dict[tuple, np
     arrays = [np.asarray(transform(state_dict[k]), dtype=np.float32) for k in a.sources]
     out[a.target] = np.stack(arrays) if a.stacked else arrays[0]
   return out
+
+
+def assign(model, flat: dict):
+  """Write {Flax path: array} into the model's parameters; parameters not in `flat` keep their values."""
+  params = nnx.state(model, nnx.Param)
+  for path, var in nnx.to_flat_state(params):
+    if path in flat:
+      var.set_value(jnp.asarray(flat[path]))
+  nnx.update(model, params)
 
 
 def _short(names, n=6):

@@ -1,0 +1,101 @@
+"""Read a CroCo / DUSt3R checkpoint: its tensors and the architecture it describes.
+
+Layouts understood:
+  * official DUSt3R / training checkpoints (`.pth`): {'model': state_dict, 'args': Namespace(model=
+    "<constructor string>"), ...}; CroCo training checkpoints have the same shape;
+  * released CroCo v2 (`.pth`): {'model': state_dict, 'croco_kwargs': {...}};
+  * Hugging Face model folders: `config.json` (the constructor keywords) + `model.safetensors`.
+The architecture is read from the checkpoint (constructor parsed with `ast`, never eval'd) plus
+tensor shapes for what the constructor does not say (the DPT widths).
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from dynadust3r_jax.convert.constructor import parse_constructor
+from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
+from dynadust3r_jax.model.config import ARCHS, ModelConfig
+
+
+@dataclasses.dataclass
+class Source:
+  state_dict: dict          # PyTorch key → numpy array
+  config: ModelConfig       # the architecture the checkpoint was trained with
+  constructor: str          # how the checkpoint describes it (for the summary)
+
+
+def dpt_widths(state_dict) -> dict:
+  """feature_dim, last_dim and layer_dims of a DPT head, read off its tensor shapes ({} if no DPT head:
+  the official widths, ModelConfig's defaults, apply)."""
+  pre = 'downstream_head1.dpt.'
+  keys = [pre + 'scratch.refinenet1.out_conv.weight', pre + 'head.2.weight'] + [
+      f'{pre}act_postprocess.{k}.0.weight' for k in range(4)]
+  if not all(k in state_dict for k in keys):
+    return {}
+  feature, last, *layers = (state_dict[k].shape[0] for k in keys)
+  return dict(dpt_feature_dim=feature, dpt_last_dim=last, dpt_layer_dims=tuple(layers))
+
+
+def make_config(arch: str, kwargs: dict, state_dict: dict, path: str) -> ModelConfig:
+  """ModelConfig from constructor keywords (+ DPT widths from shapes); errors name the file."""
+  if arch not in ARCHS:
+    raise CheckpointError(f'{path}: checkpoint of another architecture ({arch}); supported: {", ".join(ARCHS)}')
+  allowed = {f.name for f in dataclasses.fields(ModelConfig)}
+  unknown = sorted(set(kwargs) - allowed)
+  if unknown:
+    raise CheckpointError(f'{path}: constructor keyword(s) {unknown} of {arch} are not supported')
+  if kwargs.get('head_type') == 'dpt':
+    kwargs = {**kwargs, **dpt_widths(state_dict)}
+  try:
+    return ModelConfig(arch=arch, **kwargs)
+  except (ValueError, TypeError) as e:
+    raise CheckpointError(f'{path}: {e}') from None
+
+
+def _from_torch(path) -> Source:
+  ckpt = load_torch_checkpoint(path)
+  if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
+    keys = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise CheckpointError(f"{path}: not a CroCo/DUSt3R checkpoint (expected a dict with 'model' and 'args' "
+                          f"or 'croco_kwargs'; found {keys})")
+  state_dict = {k: v for k, v in ckpt['model'].items()}
+  bad = [k for k, v in state_dict.items() if not isinstance(v, np.ndarray)]
+  if bad:
+    raise CheckpointError(f"{path}: 'model' entries that are not tensors: {bad[:5]}")
+  if 'croco_kwargs' in ckpt:
+    kwargs = dict(ckpt['croco_kwargs'])
+    return Source(state_dict, make_config('CroCoNet', kwargs, state_dict, path),
+                  'CroCoNet(' + ', '.join(f'{k}={v!r}' for k, v in kwargs.items()) + ')')
+  model_string = getattr(ckpt.get('args'), 'model', None)
+  if not isinstance(model_string, str):
+    raise CheckpointError(f"{path}: no architecture found (expected ckpt['args'].model, a constructor string, "
+                          "or ckpt['croco_kwargs'])")
+  try:
+    arch, kwargs = parse_constructor(model_string)
+  except ValueError as e:
+    raise CheckpointError(f'{path}: args.model: {e}') from None
+  return Source(state_dict, make_config(arch, kwargs, state_dict, path), model_string)
+
+
+def _from_hf_folder(path) -> Source:
+  config_file = os.path.join(path, 'config.json')
+  weights = os.path.join(path, 'model.safetensors')
+  if not os.path.isfile(config_file) or not os.path.isfile(weights):
+    raise CheckpointError(f'{path}: a model folder needs config.json and model.safetensors')
+  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+  try:
+    kwargs = json.loads(open(config_file).read())
+    state_dict = load_file(weights)
+  except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+    raise CheckpointError(f'{path}: unreadable model folder ({type(e).__name__}: {e})') from None
+  arch = 'AsymmetricCroCo3DStereo' if 'head_type' in kwargs else 'CroCoNet'
+  return Source(state_dict, make_config(arch, kwargs, state_dict, path), f'{arch}(**config.json)')
+
+
+def read_source(path: str) -> Source:
+  """The tensors and architecture of a checkpoint file or Hugging Face model folder."""
+  if os.path.isdir(path):
+    return _from_hf_folder(path)
+  return _from_torch(path)

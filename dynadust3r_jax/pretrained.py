@@ -1,0 +1,87 @@
+"""A converted model directory: `config.json` (the architecture) + `params/` (an orbax checkpoint).
+
+    model = dynadust3r_jax.load_model('ckpt/dust3r_512_dpt')
+    res1, res2 = model(view1, view2)          # DUSt3R: views {'img': (B,H,W,3), 'true_shape': (B,2)}
+    out = model(img1, img2)                   # CroCo: prediction-head output (B, N, p*p*3)
+
+Models load as `dust3r.model.load_model` does for inference: PatchEmbedDust3R and no head
+transposition (`for_inference=False` keeps the training-time patch embedding and head wrapping).
+"""
+import json
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from dynadust3r_jax.model import ModelConfig, abstract_model
+
+CONFIG_FILE = 'config.json'
+PARAMS_DIR = 'params'
+
+
+def _nested(flat: dict) -> dict:
+  out = {}
+  for path, value in flat.items():
+    node = out
+    for part in path[:-1]:
+      node = node.setdefault(part, {})
+    node[path[-1]] = value
+  return out
+
+
+def save_pretrained(directory: str, cfg: ModelConfig, params: dict):
+  """Write cfg's architecture and `params` ({Flax path tuple: array} or a nested dict)."""
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  if params and isinstance(next(iter(params)), tuple):
+    params = _nested(params)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(os.path.join(directory, PARAMS_DIR), params, force=True)
+  checkpointer.wait_until_finished()
+  with open(os.path.join(directory, CONFIG_FILE), 'w') as f:
+    f.write(cfg.to_json())
+
+
+class Predictor:
+  """A loaded network with a jitted, functional forward (split NNX state + `jax.jit`)."""
+
+  def __init__(self, module: nnx.Module):
+    self.module = module
+    self.config: ModelConfig = module.cfg
+    self.graphdef, self.state = nnx.split(module)
+    self._forward = jax.jit(lambda state, *args: nnx.merge(self.graphdef, state)(*args))
+
+  def __call__(self, *args):
+    return self._forward(self.state, *args)
+
+
+def load_config(directory: str, **runtime) -> ModelConfig:
+  path = os.path.join(directory, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{directory}: not a converted model directory (no {CONFIG_FILE}); '
+                            'make one with `python convert_weights.py --input=... --output=DIR`')
+  with open(path) as f:
+    return ModelConfig.from_dict(json.load(f), **runtime)
+
+
+def load_model(directory: str, *, for_inference: bool = True, dtype: str | None = None,
+               attention_impl: str | None = None, remat_policy: str | None = None) -> Predictor:
+  """Load a directory written by convert_weights.py (or save_pretrained) as a callable model."""
+  runtime = {k: v for k, v in dict(dtype=dtype, attention_impl=attention_impl,
+                                   remat_policy=remat_policy).items() if v is not None}
+  cfg = load_config(directory, **runtime)
+  if for_inference:
+    cfg = cfg.for_inference()
+  graphdef, state = nnx.split(abstract_model(cfg), nnx.Param)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), state.to_pure_dict())
+  restored = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), PARAMS_DIR), target)
+  nnx.replace_by_pure_dict(state, restored)
+  module = nnx.merge(graphdef, state)
+  return Predictor(module)
+
+
+def param_count(module) -> int:
+  return int(sum(np.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))))
