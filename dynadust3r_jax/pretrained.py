@@ -76,7 +76,7 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
     cfg = cfg.for_inference()
   graphdef, state = nnx.split(abstract_model(cfg), nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), state.to_pure_dict())
+  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
   restored = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), PARAMS_DIR), target)
   nnx.replace_by_pure_dict(state, restored)
   module = nnx.merge(graphdef, state)

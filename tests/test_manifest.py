@@ -61,3 +61,18 @@ def test_croco_initialises_dust3r_like_dust3r_training(manifest):
   # without the allowance the same conversion is an error naming the missing parameters
   with pytest.raises(conversion.CheckpointError, match='downstream_head1.proj'):
     conversion.plan(shapes, dust3r, source_name='croco')
+
+
+@pytest.mark.parametrize('height,width', [(384, 512), (336, 512), (512, 336), (224, 224)])
+def test_full_size_forward_shapes(manifest, height, width):
+  """The full-size 512 DPT network traced (no memory) at the official resolutions, incl. the odd
+  21-token grid of 512x336 and a portrait input (inference path)."""
+  import jax
+  from flax import nnx
+  cfg, model, _ = _model_and_shapes(manifest['DUSt3R_ViTLarge_BaseDecoder_512_dpt'])
+  assert cfg.patch_embed_cls == 'ManyAR_PatchEmbed'
+  graphdef, state = nnx.split(abstract_model(cfg.for_inference()))
+  view = {'img': jax.ShapeDtypeStruct((2, height, width, 3), 'float32')}
+  res1, res2 = jax.eval_shape(lambda s, a, b: nnx.merge(graphdef, s)(a, b), state, view, view)
+  assert res1['pts3d'].shape == res2['pts3d_in_other_view'].shape == (2, height, width, 3)
+  assert res1['conf'].shape == (2, height, width) and res1['conf'].dtype == 'float32'

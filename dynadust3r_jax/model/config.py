@@ -98,6 +98,8 @@ class ModelConfig:
     check(self.dtype in DTYPES, f'dtype={self.dtype!r}; choose from {DTYPES}')
     check(self.attention_impl in ATTENTION_IMPLS,
           f'attention_impl={self.attention_impl!r}; choose from {ATTENTION_IMPLS}')
+    check(self.attention_impl != 'cudnn' or self.dtype != 'float32',
+          "attention_impl='cudnn' needs dtype='bfloat16' or 'float16' (cuDNN flash attention has no float32)")
     check(self.remat_policy in REMAT_POLICIES,
           f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
     if self.arch == 'CroCoNet':

@@ -47,7 +47,6 @@ class CroCoNet(nnx.Module):
     the visible tokens are encoded (CroCo pretraining). None encodes every token.
     """
     x, pos = self.patch_embed(img.astype(jnp.dtype(self.cfg.dtype)), true_shape)
-    x = x.astype(jnp.dtype(self.cfg.dtype))
     pos_vis = pos
     if mask is not None:
       visible = self._visible_indices(mask)
