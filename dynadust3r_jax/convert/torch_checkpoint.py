@@ -261,6 +261,7 @@ def _archive_prefix(path, zf):
 
 
 def _is_big_endian(path, zf, prefix):
+  """Whether the storages are big-endian (the byteorder member; absent: little)."""
   try:
     byteorder = zf.read(f'{prefix}/byteorder').decode('ascii', 'replace').strip()
   except KeyError:
