@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import dynadust3r_jax
 from convert_weights import convert
 from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
 from tests import torch_format
@@ -117,3 +118,30 @@ def test_cli_exits_with_one_line_and_no_traceback(tmp_path):
   assert result.returncode != 0
   assert 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == f'convert_weights: {tmp_path}/missing.pth: no such file or directory'
+
+
+def test_hf_folder_errors(tmp_path):
+  folder = tmp_path / 'hf'
+  folder.mkdir()
+  assert 'needs config.json and model.safetensors' in _error(str(folder), tmp_path)
+  (folder / 'config.json').write_text('{not json')
+  (folder / 'model.safetensors').write_bytes(b'garbage')
+  assert 'model.safetensors: unreadable' in _error(str(folder), tmp_path)
+
+
+def test_hf_folder_with_pytorch_model_bin(tiny, tmp_path):
+  """A Hugging Face folder holding pytorch_model.bin (a bare state dict) instead of safetensors."""
+  sd, _ = tiny
+  folder = tmp_path / 'hf'
+  folder.mkdir()
+  torch_format.save(folder / 'pytorch_model.bin', sd)
+  (folder / 'config.json').write_text(
+      '{"pos_embed": "RoPE100", "img_size": [64, 96], "head_type": "linear", "depth_mode": ["exp", -Infinity, '
+      'Infinity], "conf_mode": ["exp", 1, Infinity], "enc_embed_dim": 64, "enc_depth": 3, "enc_num_heads": 4, '
+      '"dec_embed_dim": 48, "dec_depth": 2, "dec_num_heads": 4}')
+  assert '145 keys: 145 mapped' in convert(str(folder), str(tmp_path / 'out'))
+
+
+def test_load_model_of_a_non_converted_directory(tmp_path):
+  with pytest.raises(FileNotFoundError, match='not a converted model directory'):
+    dynadust3r_jax.load_model(str(tmp_path))

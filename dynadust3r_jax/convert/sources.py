@@ -4,7 +4,8 @@ Layouts understood:
   * official DUSt3R / training checkpoints (`.pth`): {'model': state_dict, 'args': Namespace(model=
     "<constructor string>"), ...}; CroCo training checkpoints have the same shape;
   * released CroCo v2 (`.pth`): {'model': state_dict, 'croco_kwargs': {...}};
-  * Hugging Face model folders: `config.json` (the constructor keywords) + `model.safetensors`.
+  * Hugging Face model folders: `config.json` (the constructor keywords) + `model.safetensors`
+    (or `pytorch_model.bin`, read by the same safe reader as `.pth` files).
 The architecture is read from the checkpoint (constructor parsed with `ast`, never eval'd) plus
 tensor shapes for what the constructor does not say (the DPT widths).
 """
@@ -81,15 +82,23 @@ def _from_torch(path) -> Source:
 
 def _from_hf_folder(path) -> Source:
   config_file = os.path.join(path, 'config.json')
-  weights = os.path.join(path, 'model.safetensors')
-  if not os.path.isfile(config_file) or not os.path.isfile(weights):
-    raise CheckpointError(f'{path}: a model folder needs config.json and model.safetensors')
-  from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+  safetensors_file = os.path.join(path, 'model.safetensors')
+  bin_file = os.path.join(path, 'pytorch_model.bin')
+  if not os.path.isfile(config_file) or not (os.path.isfile(safetensors_file) or os.path.isfile(bin_file)):
+    raise CheckpointError(f'{path}: a model folder needs config.json and model.safetensors (or pytorch_model.bin)')
+  if not os.path.isfile(safetensors_file):
+    state_dict = dict(load_torch_checkpoint(bin_file))
+  else:
+    from safetensors.numpy import load_file  # pylint: disable=import-outside-toplevel
+    try:
+      state_dict = load_file(safetensors_file)
+    except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
+      raise CheckpointError(f'{safetensors_file}: unreadable ({type(e).__name__}: {e})') from None
   try:
-    kwargs = json.loads(open(config_file).read())
-    state_dict = load_file(weights)
-  except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
-    raise CheckpointError(f'{path}: unreadable model folder ({type(e).__name__}: {e})') from None
+    with open(config_file) as f:
+      kwargs = json.load(f)
+  except ValueError as e:
+    raise CheckpointError(f'{config_file}: not valid JSON ({e})') from None
   arch = 'AsymmetricCroCo3DStereo' if 'head_type' in kwargs else 'CroCoNet'
   return Source(state_dict, make_config(arch, kwargs, state_dict, path), f'{arch}(**config.json)')
 
