@@ -1,8 +1,8 @@
 """Every converter error a user can cause: one line naming the file/key (and both shapes), exit != 0."""
 import argparse
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
