@@ -1,6 +1,6 @@
 """The Grain input pipeline of DynaDUSt3R training on Stereo4D (or any clips in its format).
 
-    clips = find_clips(root, 'train')                  # pairs npz + mp4, reports unpaired files once
+    clips = Mp4Clips(find_clips(root, 'train'))        # pairs npz + mp4, reports unpaired files once
     ds = make_dataset(clips, batch_size=4, seed=0)    # grain.MapDataset of batches (dicts of arrays)
     it = make_iterator(ds, num_workers=8)              # checkpointable: it.get_state() / it.set_state()
 
@@ -14,6 +14,7 @@ from the same generator and counted in the example's `num_skipped`, which the tr
 import dataclasses
 import os
 import warnings
+from typing import Protocol
 
 import grain
 import numpy as np
@@ -22,8 +23,7 @@ from absl import logging
 from data import sampling
 from data.augment import augment
 from data.errors import BadClip
-from data.stereo4d import build_example, load_clip
-from data.video import open_video
+from data.stereo4d import Frame, Mp4Clip, build_example
 
 VIDEO_DIR = 'lefteye-perspective'
 VIDEO_SUFFIX = '-left_rectified.mp4'
@@ -71,28 +71,60 @@ def _listdir(path):
   return os.listdir(path) if os.path.isdir(path) else []
 
 
+class OpenClip(Protocol):
+  num_frames: int                      # frames usable for sampling
+
+  def frame(self, t: int) -> Frame: ...
+
+
+class ClipSource(Protocol):
+  """Where clips come from: npz + mp4 files (`Mp4Clips`) or pre-decoded records (data/predecoded.py)."""
+
+  def __len__(self) -> int: ...
+
+  def num_frames(self, i: int) -> int: ...   # known without opening the clip (for sampling weights)
+
+  def open(self, i: int) -> OpenClip: ...    # raises BadClip
+
+
+class Mp4Clips:
+  """Clips as the official release stores them (npz + left-eye mp4), decoded with decord."""
+
+  def __init__(self, entries: list[ClipEntry]):
+    self.entries = entries
+
+  def __len__(self):
+    return len(self.entries)
+
+  def num_frames(self, i):
+    return self.entries[i].num_frames
+
+  def open(self, i):
+    return Mp4Clip(self.entries[i].npz, self.entries[i].mp4)
+
+
 class DrawExample(grain.transforms.RandomMap):
   """Sample index → one training example (dict of arrays), drawn from the element's generator."""
 
-  def __init__(self, clips: list[ClipEntry], *, max_frame_window=60, hfov=60.0, pixel_rounding='floor',
+  def __init__(self, clips: ClipSource, *, max_frame_window=60, hfov=60.0, pixel_rounding='floor',
                augment_images=True, max_attempts=32):
     self.clips = clips
-    self.cumulative = np.cumsum([sampling.triplet_count(c.num_frames, max_frame_window) for c in clips])
+    self.cumulative = np.cumsum([sampling.triplet_count(clips.num_frames(i), max_frame_window)
+                                 for i in range(len(clips))])
     self.max_frame_window = max_frame_window
     self.hfov, self.pixel_rounding = hfov, pixel_rounding
     self.augment_images = augment_images
     self.max_attempts = max_attempts
-    self._warned = set()
 
   def random_map(self, element, rng: np.random.Generator):
     del element  # the draw depends only on the generator (seed, index)
     errors = []
     for _ in range(self.max_attempts):
-      entry = self.clips[sampling.sample_clip(rng, self.cumulative)]
+      index = sampling.sample_clip(rng, self.cumulative)
       try:
-        example = self._example(entry, rng)
+        example = self._example(index, rng)
       except BadClip as e:
-        self._warn(str(e))
+        warnings.warn(str(e))  # once per process and message
         errors.append(str(e))
         continue
       example['num_skipped'] = np.int32(len(errors))
@@ -100,14 +132,10 @@ class DrawExample(grain.transforms.RandomMap):
     raise RuntimeError(f'{self.max_attempts} consecutive samples failed; the data is broken. Last errors: '
                        f'{errors[-3:]}')
 
-  def _example(self, entry, rng):
-    clip = load_clip(entry.npz)
-    video = open_video(entry.mp4)
-    n = min(clip.num_frames, len(video))
-    if n != clip.num_frames:
-      self._warn(f'{entry.mp4}: {len(video)} frames for {clip.num_frames} cameras; using the first {n}')
-    ids = sampling.sample_triplet(rng, n, self.max_frame_window)
-    frames = tuple(clip.frame(t, video[t]) for t in ids)
+  def _example(self, index, rng):
+    clip = self.clips.open(index)
+    ids = sampling.sample_triplet(rng, clip.num_frames, self.max_frame_window)
+    frames = tuple(clip.frame(t) for t in ids)
     if self.augment_images:  # the input views only (l and r); the targets are geometric
       frames = (dataclasses.replace(frames[0], image=augment(frames[0].image, rng)), frames[1],
                 dataclasses.replace(frames[2], image=augment(frames[2].image, rng)))
@@ -115,13 +143,8 @@ class DrawExample(grain.transforms.RandomMap):
     example['frame_ids'] = np.asarray(ids, np.int32)
     return example
 
-  def _warn(self, message):
-    if message not in self._warned:  # once per process and message
-      self._warned.add(message)
-      warnings.warn(message)
 
-
-def make_dataset(clips: list[ClipEntry], *, batch_size: int, seed: int, shard_index: int = 0,
+def make_dataset(clips: ClipSource, *, batch_size: int, seed: int, shard_index: int = 0,
                  shard_count: int = 1, **draw_options) -> grain.MapDataset:
   """Batches of examples. With several hosts, each takes every shard_count-th batch (its slice)."""
   ds = grain.MapDataset.range(NUM_SAMPLES).seed(seed).random_map(DrawExample(clips, **draw_options))

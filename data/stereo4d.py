@@ -183,15 +183,25 @@ def _normalise(image):
   return image.astype(np.float32) / 127.5 - 1.0
 
 
+class Mp4Clip:
+  """An opened clip: npz geometry + decoded video frames, over their common length."""
+
+  def __init__(self, npz_path: str, mp4_path: str):
+    self.clip = load_clip(npz_path)
+    self.video = open_video(mp4_path)
+    self.num_frames = min(self.clip.num_frames, len(self.video))
+    if self.num_frames != self.clip.num_frames:  # warnings.warn shows a given message once per process
+      warnings.warn(f'{mp4_path}: {len(self.video)} frames for {self.clip.num_frames} cameras; using the '
+                    f'first {self.num_frames}')
+
+  def frame(self, t: int) -> Frame:
+    if not 0 <= t < self.num_frames:
+      raise BadClip(f'{self.clip.name}: frame {t} outside the clip ({self.num_frames} frames)')
+    return self.clip.frame(t, self.video[t])
+
+
 def make_example(npz_path: str, mp4_path: str, frames: tuple[int, int, int], *, hfov: float = 60.0,
                  pixel_rounding: str = 'floor') -> dict:
   """`build_example` for triplet `frames` = (l, m, r) of the clip stored in npz_path + mp4_path."""
-  clip = load_clip(npz_path)
-  video = open_video(mp4_path)
-  n = min(clip.num_frames, len(video))
-  if max(frames) >= n:
-    raise BadClip(f'{npz_path}: frame {max(frames)} beyond the clip ({n} frames)')
-  if clip.num_frames != len(video):
-    warnings.warn(f'{mp4_path}: {len(video)} video frames, {clip.num_frames} cameras; using the first {n}')
-  triplet = tuple(clip.frame(t, video[t]) for t in frames)
-  return build_example(triplet, frames, hfov=hfov, pixel_rounding=pixel_rounding)
+  clip = Mp4Clip(npz_path, mp4_path)
+  return build_example(tuple(clip.frame(t) for t in frames), frames, hfov=hfov, pixel_rounding=pixel_rounding)
