@@ -33,11 +33,12 @@ flags.DEFINE_bool('overwrite', False, 'Replace an existing output directory.')
 
 # With --model, parameters that may be left to their fresh initialisation and source tensors that
 # may go unused (DUSt3R `load_state_dict(strict=False)` when starting a new head).
-_HEADS = ('downstream_head', 'prediction_head')
+_HEADS = ('downstream_head', 'prediction_head', 'motion_head')
 
 
 def describe(cfg) -> str:
-  kind = 'CroCo v2' if cfg.arch == 'CroCoNet' else f'DUSt3R {cfg.head_type} head'
+  kind = {'CroCoNet': 'CroCo v2', 'DynaDUSt3R': f'DynaDUSt3R, time embedding {cfg.time_pos_emb_dim}'}.get(
+      cfg.arch, f'DUSt3R {cfg.head_type} head')
   return (f'{cfg.arch} ({kind}; encoder {cfg.enc_depth}x{cfg.enc_embed_dim}/{cfg.enc_num_heads}h, '
           f'decoder {cfg.dec_depth}x{cfg.dec_embed_dim}/{cfg.dec_num_heads}h)')
 
@@ -50,9 +51,10 @@ def convert(input_path: str, output_dir: str, *, model: str | None = None, seed:
   if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
     raise CheckpointError(f'{output_dir}: output directory is not empty (use --overwrite to replace it)')
   source = read_source(input_path)
-  cfg = source.config
   allow = ()
-  if model:
+  if not model:
+    cfg = source.config()
+  else:
     try:
       arch, kwargs = parse_constructor(model)
     except ValueError as e:

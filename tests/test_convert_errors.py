@@ -69,7 +69,7 @@ def test_other_architecture(tiny, tmp_path):
 def test_no_architecture(tiny, tmp_path):
   sd, _ = tiny
   assert "args'].model" in _error(_write(tmp_path, sd), tmp_path)
-  assert 'not a CroCo/DUSt3R checkpoint' in _error(_write(tmp_path, None, name='x.pth'), tmp_path)
+  assert 'not a CroCo/DUSt3R/DynaDUSt3R checkpoint' in _error(_write(tmp_path, None, name='x.pth'), tmp_path)
 
 
 def test_unknown_key(tiny, tmp_path):

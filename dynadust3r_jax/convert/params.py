@@ -16,8 +16,10 @@ Source keys that have no parameter here are errors, except the documented ignore
   * `<head>.dpt.scratch.layer{1..4}_rn.weight` - aliases of `scratch.layer_rn.{0..3}.weight`
     (the same tensor registered twice in PyTorch); when the alias is the only copy (Hugging Face
     safetensors de-duplicate shared tensors) it is used as `layer_rn.{k-1}`.
-As in `AsymmetricCroCo3DStereo.load_state_dict`, a source without `dec_blocks2` (a CroCo checkpoint)
-initialises `dec_blocks2` from `dec_blocks`.
+Parts missing from the source are initialised from their twins (`INIT_FROM`): as in
+`AsymmetricCroCo3DStereo.load_state_dict`, `dec_blocks2` from `dec_blocks` (a CroCo checkpoint); and, as
+the DynaDUSt3R paper initialises its motion heads, `motion_head{i}.dpt` from `downstream_head{i}.dpt` (a
+DUSt3R checkpoint; the time MLPs `linear_projections` then keep their fresh init, last layer zero).
 
 `plan()` works on shapes only (full-size manifests check without memory); `apply_plan()` moves data.
 """
@@ -33,6 +35,10 @@ from dynadust3r_jax.model.heads.dpt_head import ConvTranspose
 
 _ALIAS = re.compile(r'^(.*\.dpt\.scratch\.)layer([1-4])_rn\.weight$')
 IGNORED_PREFIXES = ('prediction_head.',)
+# (prefix of the model's parameters, prefix of the source tensors that initialise them when the source
+# has none of the first)
+INIT_FROM = (('dec_blocks2.', 'dec_blocks.'), ('motion_head1.dpt.', 'downstream_head1.dpt.'),
+             ('motion_head2.dpt.', 'downstream_head2.dpt.'))
 
 # layout name → (transform of a numpy array, transform of a PyTorch shape)
 _LAYOUTS = {
@@ -118,11 +124,14 @@ def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
         keys[canonical], origin[canonical] = keys[key], key
         notes.append(f'{key} used as {canonical}')
       del keys[key]
-  if 'dec_blocks2' in stacked_containers and not any(k.startswith('dec_blocks2.') for k in keys):
-    for k in [k for k in keys if k.startswith('dec_blocks.')]:
-      copy = 'dec_blocks2' + k[len('dec_blocks'):]
-      keys[copy], origin[copy] = keys[k], k
-    notes.append('dec_blocks2 initialised from dec_blocks (CroCo checkpoint)')
+  model_prefixes = {'.'.join(map(str, path)) + '.' for path in modules if path}
+  for target, twin in INIT_FROM:
+    if target in model_prefixes and not any(k.startswith(target) for k in keys):
+      copies = {target + k[len(twin):]: k for k in keys if k.startswith(twin)}
+      if copies:
+        for copy, k in copies.items():
+          keys[copy], origin[copy] = keys[k], origin[k]
+        notes.append(f'{target[:-1]} initialised from {twin[:-1]}')
 
   groups: dict[tuple, dict] = {}
   for key, shape in keys.items():

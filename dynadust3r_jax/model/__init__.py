@@ -1,11 +1,12 @@
-"""The CroCo / DUSt3R networks in Flax NNX, module tree = PyTorch's."""
+"""The CroCo / DUSt3R / DynaDUSt3R networks in Flax NNX, module tree = PyTorch's."""
 from flax import nnx
 
 from dynadust3r_jax.model.config import ModelConfig
 from dynadust3r_jax.model.croco import CroCoNet
 from dynadust3r_jax.model.dust3r import AsymmetricCroCo3DStereo
+from dynadust3r_jax.model.dyna_dust3r import DynaDUSt3R
 
-ARCH_CLASSES = {'CroCoNet': CroCoNet, 'AsymmetricCroCo3DStereo': AsymmetricCroCo3DStereo}
+ARCH_CLASSES = {'CroCoNet': CroCoNet, 'AsymmetricCroCo3DStereo': AsymmetricCroCo3DStereo, 'DynaDUSt3R': DynaDUSt3R}
 
 
 def build_model(cfg: ModelConfig, seed: int = 0):

@@ -1,8 +1,8 @@
-"""The architecture of a CroCo / DUSt3R network, plus the runtime knobs of the JAX port.
+"""The architecture of a CroCo / DUSt3R / DynaDUSt3R network, plus the runtime knobs of the JAX port.
 
-Field names and defaults mirror the PyTorch constructors (`CroCoNet.__init__` and
-`AsymmetricCroCo3DStereo.__init__`), so a checkpoint's constructor string maps onto this
-dataclass one keyword at a time (see `dynadust3r_jax/convert/constructor.py`).
+Field names and defaults mirror the PyTorch constructors (`CroCoNet.__init__`,
+`AsymmetricCroCo3DStereo.__init__` and the unofficial `DynaDUSt3R`), so a checkpoint's constructor
+string maps onto this dataclass one keyword at a time (see `dynadust3r_jax/convert/constructor.py`).
 """
 import dataclasses
 import json
@@ -10,7 +10,7 @@ import math
 
 INF = math.inf
 
-ARCHS = ('CroCoNet', 'AsymmetricCroCo3DStereo')
+ARCHS = ('CroCoNet', 'AsymmetricCroCo3DStereo', 'DynaDUSt3R')
 PATCH_EMBEDS = ('PatchEmbedDust3R', 'ManyAR_PatchEmbed')
 HEAD_TYPES = ('linear', 'dpt')
 DTYPES = ('float32', 'bfloat16', 'float16')
@@ -51,13 +51,19 @@ class ModelConfig:
   dpt_feature_dim: int = 256
   dpt_last_dim: int = 128
   dpt_layer_dims: tuple[int, int, int, int] = (96, 192, 384, 768)
+  # DynaDUSt3R motion heads (spec dynadust3r.md §a.2): time-embedding size (the class default 128 of the
+  # paper; the released unofficial run used 256, which the converter reads off the weights) and the
+  # post-processing of the displacement: 'exp' as the newest readable unofficial head does (§h.3).
+  time_pos_emb_dim: int = 128
+  motion_depth_mode: tuple = ('exp', -INF, INF)
+  motion_conf_mode: tuple | None = ('exp', 1, INF)
   # Runtime options of the port.
   dtype: str = 'float32'            # backbone compute dtype; heads always run in float32
   attention_impl: str = 'xla'       # 'xla' (einsum + softmax) or 'cudnn' (GPU, bf16/fp16)
   remat_policy: str = 'none'        # rematerialisation of each scanned block
 
   def __post_init__(self):
-    for name in ('img_size', 'depth_mode', 'conf_mode', 'dpt_layer_dims'):
+    for name in ('img_size', 'depth_mode', 'conf_mode', 'dpt_layer_dims', 'motion_depth_mode', 'motion_conf_mode'):
       value = getattr(self, name)
       if isinstance(value, list):
         object.__setattr__(self, name, tuple(value))
@@ -89,6 +95,7 @@ class ModelConfig:
           f"pos_embed={self.pos_embed!r}; only RoPE ('RoPE100') models are supported "
           '(the cosine embedding is CroCo v1)')
     check(self.norm_im2_in_dec, 'norm_im2_in_dec=False is not supported')
+    check(self.enc_num_heads > 0 and self.dec_num_heads > 0, 'enc_num_heads and dec_num_heads must be >= 1')
     check(self.enc_embed_dim % self.enc_num_heads == 0, 'enc_embed_dim % enc_num_heads != 0')
     check(self.dec_embed_dim % self.dec_num_heads == 0, 'dec_embed_dim % dec_num_heads != 0')
     for dim, heads in ((self.enc_embed_dim, self.enc_num_heads), (self.dec_embed_dim, self.dec_num_heads)):
@@ -111,13 +118,19 @@ class ModelConfig:
     check(not (self.patch_embed_cls == 'ManyAR_PatchEmbed' and not self.landscape_only),
           'ManyAR_PatchEmbed needs landscape_only=True (inference uses PatchEmbedDust3R, '
           'landscape_only=False, as dust3r.model.load_model does)')
-    check(self.depth_mode[0] in ('exp', 'linear', 'square') and self.depth_mode[1:] == (-INF, INF),
-          f'depth_mode={self.depth_mode}; supported: exp/linear/square with bounds (-inf, inf)')
-    check(self.conf_mode is None or self.conf_mode[0] in ('exp', 'sigmoid'),
-          f'conf_mode={self.conf_mode}; supported: exp, sigmoid')
+    for name in ('depth_mode', 'motion_depth_mode'):
+      mode = getattr(self, name)
+      check(mode[0] in ('exp', 'linear', 'square') and tuple(mode[1:]) == (-INF, INF),
+            f'{name}={mode}; supported: exp/linear/square with bounds (-inf, inf)')
+    for name in ('conf_mode', 'motion_conf_mode'):
+      mode = getattr(self, name)
+      check(mode is None or mode[0] in ('exp', 'sigmoid'), f'{name}={mode}; supported: exp, sigmoid')
     check(self.freeze in ('none', 'mask', 'encoder'), f'freeze={self.freeze!r}')
     if self.head_type == 'dpt':
       check(self.dec_depth > 9, f'a DPT head needs dec_depth > 9, got {self.dec_depth}')
+    if self.arch == 'DynaDUSt3R':
+      check(self.head_type == 'dpt', "DynaDUSt3R needs head_type='dpt' (its motion heads are DPT heads)")
+      check(self.time_pos_emb_dim % 2 == 0, f'time_pos_emb_dim={self.time_pos_emb_dim} must be even')
 
   def replace(self, **changes) -> 'ModelConfig':
     return dataclasses.replace(self, **changes)

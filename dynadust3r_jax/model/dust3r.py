@@ -77,14 +77,19 @@ class AsymmetricCroCo3DStereo(CroCoNet):
 
     return jax.lax.cond(jnp.any(portrait), mixed, lambda: head(decout, (h, w)))
 
-  def __call__(self, view1, view2):
-    img1, img2 = view1['img'], view2['img']
+  def _decode_pair(self, view1, view2):
+    """Encoder + decoders → the head inputs of both views: (dec1, dec2)."""
     shape1, shape2 = view1.get('true_shape'), view2.get('true_shape')
     if (shape1 is None) != (shape2 is None):
       raise ValueError("give 'true_shape' for both views or for neither")
-    feat1, feat2, pos1, pos2 = self._encode_image_pairs(img1, img2, shape1, shape2)
-    dec1, dec2 = self._decoder(feat1, pos1, feat2, pos2)
-    res1 = self._downstream_head(self.downstream_head1, dec1, shape1, img1.shape[1:3])
-    res2 = self._downstream_head(self.downstream_head2, dec2, shape2, img2.shape[1:3])
+    feat1, feat2, pos1, pos2 = self._encode_image_pairs(view1['img'], view2['img'], shape1, shape2)
+    return self._decoder(feat1, pos1, feat2, pos2)
+
+  def _point_heads(self, view1, view2, dec1, dec2):
+    res1 = self._downstream_head(self.downstream_head1, dec1, view1.get('true_shape'), view1['img'].shape[1:3])
+    res2 = self._downstream_head(self.downstream_head2, dec2, view2.get('true_shape'), view2['img'].shape[1:3])
     res2['pts3d_in_other_view'] = res2.pop('pts3d')
     return res1, res2
+
+  def __call__(self, view1, view2):
+    return self._point_heads(view1, view2, *self._decode_pair(view1, view2))

@@ -104,8 +104,12 @@ class DPTOutputAdapter(nnx.Module):  # DPTOutputAdapter_fix
         conv(last_dim, num_channels, 1, rngs=rngs),
     ])
 
-  def __call__(self, decout, img_hw):
-    """decout: list of (B, N, C_i) token maps; img_hw = (H, W) → (B, H, W, num_channels)."""
+  def __call__(self, decout, img_hw, level_bias=None):
+    """decout: list of (B, N, C_i) token maps; img_hw = (H, W) → (B, H, W, num_channels).
+
+    level_bias: optional 4 × (B, feature_dim) added to each level after `layer_rn` (the time
+    conditioning of DynaDUSt3R's motion heads).
+    """
     grid = (img_hw[0] // self.patch_size, img_hw[1] // self.patch_size)
     layers = []
     for stage, hook in zip(self.act_postprocess, self.hooks):
@@ -113,7 +117,10 @@ class DPTOutputAdapter(nnx.Module):  # DPTOutputAdapter_fix
       for layer in stage:
         x = layer(x)
       layers.append(x)
-    l0, l1, l2, l3 = [rn(x) for rn, x in zip(self.scratch.layer_rn, layers)]
+    layers = [rn(x) for rn, x in zip(self.scratch.layer_rn, layers)]
+    if level_bias is not None:
+      layers = [x + b[:, None, None, :] for x, b in zip(layers, level_bias)]
+    l0, l1, l2, l3 = layers
     # "_fix": refinenet4 doubles ceil(h/2); crop back to the 1× grid (matters for odd h or w).
     path = self.scratch.refinenet4(l3)[:, :l2.shape[1], :l2.shape[2]]
     path = self.scratch.refinenet3(path, l2)
@@ -135,10 +142,15 @@ class PixelwiseTaskWithDPT(nnx.Module):
     return postprocess(self.dpt(decout, img_hw), self.depth_mode, self.conf_mode)
 
 
+def dpt_kwargs(cfg):
+  """The DPTOutputAdapter arguments of `create_dpt_head`, widths from the config (official: 256 / 128 /
+  96..768)."""
+  return dict(hooks=cfg.dpt_hooks,
+              dim_tokens=(cfg.enc_embed_dim, cfg.dec_embed_dim, cfg.dec_embed_dim, cfg.dec_embed_dim),
+              layer_dims=cfg.dpt_layer_dims, feature_dim=cfg.dpt_feature_dim, last_dim=cfg.dpt_last_dim,
+              patch_size=cfg.patch_size)
+
+
 def create_dpt_head(cfg, *, rngs):
-  """`create_dpt_head` of DUSt3R, with widths from the config (official: 256 / 128 / 96..768)."""
-  return PixelwiseTaskWithDPT(
-      depth_mode=cfg.depth_mode, conf_mode=cfg.conf_mode, hooks=cfg.dpt_hooks,
-      dim_tokens=(cfg.enc_embed_dim, cfg.dec_embed_dim, cfg.dec_embed_dim, cfg.dec_embed_dim),
-      layer_dims=cfg.dpt_layer_dims, feature_dim=cfg.dpt_feature_dim, last_dim=cfg.dpt_last_dim,
-      patch_size=cfg.patch_size, rngs=rngs)
+  """`create_dpt_head` of DUSt3R."""
+  return PixelwiseTaskWithDPT(depth_mode=cfg.depth_mode, conf_mode=cfg.conf_mode, rngs=rngs, **dpt_kwargs(cfg))
