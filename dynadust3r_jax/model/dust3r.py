@@ -22,6 +22,8 @@ class AsymmetricCroCo3DStereo(CroCoNet):
   def __init__(self, cfg, *, rngs: nnx.Rngs):
     super().__init__(cfg, rngs=rngs)
     self.dec_blocks2 = nnx.clone(self.dec_blocks)  # PyTorch: deepcopy(self.dec_blocks)
+    # with buffers of its own: an array shared by two parameters cannot be donated to a jitted step
+    nnx.update(self.dec_blocks2, jax.tree.map(jnp.copy, nnx.state(self.dec_blocks2)))
     self.downstream_head1 = head_factory(cfg, rngs=rngs)
     self.downstream_head2 = head_factory(cfg, rngs=rngs)
 

@@ -44,13 +44,16 @@ class PatchEmbedDust3R(PatchEmbed):
 
 
 class ManyAR_PatchEmbed(PatchEmbed):  # noqa: N801  (PyTorch class name)
-  def __call__(self, img, true_shape):
+  def __call__(self, img, true_shape=None):
+    """true_shape None: every item is as stored (DUSt3R's forward defaults it to the image shape)."""
     self.check_shape(img)
     _, h, w, _ = img.shape
     if w < h:
       raise ValueError(f'ManyAR_PatchEmbed needs landscape batches (W >= H), got {h}x{w} (HxW); '
                        'store portrait images transposed and mark them in true_shape')
     x_land, pos_land = self.tokens(img)
+    if true_shape is None:
+      return x_land, pos_land
     x_port, pos_port = self.tokens(jnp.swapaxes(img, 1, 2))
     portrait = (true_shape[:, 1] < true_shape[:, 0])[:, None, None]
     return jnp.where(portrait, x_port, x_land), jnp.where(portrait, pos_port, pos_land)

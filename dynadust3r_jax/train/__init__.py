@@ -1,0 +1,1 @@
+"""Training: optimiser, sharded jitted step, checkpoints and the training loop."""

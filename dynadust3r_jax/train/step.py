@@ -1,0 +1,49 @@
+"""The training step: one pure function of (state, batch), jitted once with donated state.
+
+state = {'step', 'params' (nnx.State of the model's Params), 'opt_state'}; batch = the data
+pipeline's arrays shaped (accum, micro_batch, ...). Gradients of the micro-batches are summed in a
+`lax.scan` inside the step (one compiled program, the all-reduce overlapping the last micro-step).
+"""
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss
+
+
+def forward_and_loss(graphdef, params, batch, alpha):
+  """The model on a batch and its loss: DynaDUSt3R's six terms, or DUSt3R's two."""
+  model = nnx.merge(graphdef, params)
+  view1, view2 = {'img': batch['img1']}, {'img': batch['img2']}
+  if model.cfg.arch == 'DynaDUSt3R':
+    return dynadust3r_loss(*model(view1, view2, batch['query_times']), batch, alpha)
+  return dust3r_loss(*model(view1, view2), batch, alpha)
+
+
+def make_train_step(graphdef, optimizer, schedule, alpha):
+  def step(state, batch):
+    params = state['params']
+    grad_fn = jax.value_and_grad(lambda p, mb: forward_and_loss(graphdef, p, mb, alpha), has_aux=True)
+
+    def micro_step(grad_sum, micro_batch):
+      (loss, metrics), grads = grad_fn(params, micro_batch)
+      return jax.tree.map(jnp.add, grad_sum, grads), dict(metrics, loss=loss)
+
+    grads, metrics = jax.lax.scan(micro_step, jax.tree.map(jnp.zeros_like, params), batch)
+    accum = jax.tree.leaves(batch)[0].shape[0]
+    grads = jax.tree.map(lambda g: g / accum, grads)
+    updates, opt_state = optimizer.update(grads, state['opt_state'], params)
+    metrics = jax.tree.map(jnp.mean, metrics)
+    metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state['step']),
+                   skipped_updates=opt_state.total_notfinite)
+    new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(params, updates), 'opt_state': opt_state}
+    return new_state, metrics
+  return step
+
+
+def make_eval_step(graphdef, alpha):
+  def step(params, batch):
+    loss, metrics = forward_and_loss(graphdef, params, batch, alpha)
+    return dict(metrics, loss=loss)
+  return step

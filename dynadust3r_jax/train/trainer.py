@@ -1,0 +1,200 @@
+"""The training loop: data → sharded jitted step → metrics, validation, pictures, checkpoints.
+
+Resumes from the latest checkpoint in `workdir` (state, optimiser, step and the data iterator's
+position, so the resumed run sees exactly the batches it would have seen); on SIGTERM (preemption) it
+saves and exits cleanly. Writes `metrics.jsonl` (one JSON object per logged step), TensorBoard events
+(`tensorboard/`), pictures (`pictures/`) and checkpoints (`checkpoints/`).
+"""
+import json
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+from tensorboardX import SummaryWriter
+from tqdm import tqdm
+
+from data import pipeline
+from dynadust3r_jax.model import ModelConfig, build_model
+from dynadust3r_jax.pretrained import load_model
+from dynadust3r_jax.train import sharding
+from dynadust3r_jax.train.checkpoint import Checkpoints
+from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from dynadust3r_jax.train.pictures import save_pictures
+from dynadust3r_jax.train.step import make_eval_step, make_train_step
+
+# batch entries the step uses (the rest — intrinsics, cameras, frame ids — stay on the host)
+DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'valid2',
+               *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
+
+
+def maybe_initialize_distributed():
+  """jax.distributed.initialize() when a cluster launched us (SLURM, Kubernetes indexed jobs, or
+  JAX_COORDINATOR_ADDRESS set); a plain single-process run otherwise."""
+  env = os.environ
+  if 'JAX_COORDINATOR_ADDRESS' in env or int(env.get('SLURM_NTASKS', '1')) > 1 or 'JOB_COMPLETION_INDEX' in env:
+    jax.distributed.initialize()
+
+
+def _clips(config, split, workdir):
+  root = config.data.root
+  synthetic = config.data.synthetic
+  if not root and synthetic.num_clips:  # the demo: make small clips in the workdir once
+    from data import synthetic as synth  # pylint: disable=import-outside-toplevel
+    root = os.path.join(workdir, 'synthetic')
+    if not os.path.isdir(os.path.join(root, split)):
+      seed = config.seed + (0 if split == config.data.train_split else 1000)
+      synth.write_clips(root, split, synthetic.num_clips, synthetic.num_frames, size=synthetic.size, seed=seed)
+  if not root:
+    raise ValueError('config.data.root is empty: give --config.data.root=/path/to/stereo4d (the official '
+                     'layout: {train,test}/*.npz + lefteye-perspective/{train,test}/*-left_rectified.mp4), '
+                     'or use the :demo config')
+  return pipeline.Mp4Clips(pipeline.find_clips(root, split, config.data.max_frame_window))
+
+
+def _draw_options(config, train):
+  return dict(max_frame_window=config.data.max_frame_window, hfov=config.data.hfov,
+              pixel_rounding=config.data.pixel_rounding, augment_images=train and config.data.augment)
+
+
+def _initial_params(config, cfg):
+  model = build_model(cfg, config.seed)
+  if config.init_checkpoint:
+    pretrained = load_model(config.init_checkpoint, for_inference=False)
+    if pretrained.config.architecture() != cfg.architecture():
+      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: its architecture differs from '
+                       'config.model (convert it with --model=<the config.model constructor>)')
+    nnx.update(model, nnx.state(pretrained.module, nnx.Param))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  assert not jax.tree.leaves(rest), 'the model holds non-parameter state'
+  return graphdef, params
+
+
+class _Preemption:
+  """SIGTERM → finish the current step, checkpoint, exit."""
+
+  def __init__(self):
+    self.requested = False
+    signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, *_):
+    self.requested = True
+
+
+def _to_device(batch, batch_sharding, accum=None):
+  """Host batch (local_batch, ...) → global arrays sharded over the mesh, split into (accum,
+  micro_batch, ...) when accum is given."""
+  def put(x):
+    if accum is not None:
+      x = x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
+    return jax.make_array_from_process_local_data(batch_sharding, x)
+  return {k: put(batch[k]) for k in DEVICE_KEYS if k in batch}
+
+
+def _truncate_metrics(path, step):
+  """Drop logged lines past `step` (written after the checkpoint a resumed run restarts from)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [line for line in f if line.strip() and json.loads(line)['step'] <= step]
+  with open(path, 'w') as f:
+    f.writelines(lines)
+
+
+def train(config, workdir: str):
+  maybe_initialize_distributed()
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
+  cfg = ModelConfig.from_dict(dict(config.model))
+  local_batch = config.batch_size // jax.process_count()
+  accum = config.grad_accum_steps
+  if config.batch_size % jax.process_count() or local_batch % accum or (local_batch // accum) % (
+      jax.local_device_count()):
+    raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
+                     f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
+
+  train_ds = pipeline.make_dataset(_clips(config, config.data.train_split, workdir), batch_size=local_batch,
+                                   seed=config.seed, shard_index=jax.process_index(),
+                                   shard_count=jax.process_count(), **_draw_options(config, train=True))
+  val_ds = pipeline.make_dataset(_clips(config, config.data.val_split, workdir), batch_size=local_batch // accum,
+                                 seed=0, shard_index=jax.process_index(), shard_count=jax.process_count(),
+                                 **_draw_options(config, train=False))
+  data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
+
+  graphdef, params = _initial_params(config, cfg)
+  optimizer = make_optimizer(config.optimizer, config.num_steps)
+  schedule = learning_rate_schedule(config.optimizer, config.num_steps)
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params)}
+  state_shardings = sharding.state_shardings(state, mesh)
+  state = jax.device_put(state, state_shardings)
+  checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'), keep_best=config.keep_best)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if checkpoints.latest_step() is not None:
+    state = checkpoints.restore(checkpoints.latest_step(), jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shardings), data_iter)
+    logging.info('resumed from step %d', int(state['step']))
+  _truncate_metrics(metrics_path, int(state['step']))
+
+  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha),
+                       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+                       out_shardings=(state_shardings, None), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha))
+  predict = jax.jit(lambda p, b: nnx.merge(graphdef, p)({'img': b['img1']}, {'img': b['img2']}, b['query_times'])
+                    if cfg.arch == 'DynaDUSt3R' else nnx.merge(graphdef, p)({'img': b['img1']}, {'img': b['img2']}))
+  eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
+
+  def validate(params):
+    it = pipeline.make_iterator(val_ds)
+    values = [eval_step(params, _to_device(next(it), eval_sharding)) for _ in range(config.val_batches)]
+    return {f'val_{k}': float(np.mean([v[k] for v in values])) for k in values[0]}
+
+  writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
+  try:
+    return _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
+                 metrics_path, mesh, accum)
+  finally:
+    checkpoints.close()
+    if writer:
+      writer.close()
+
+
+def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
+          metrics_path, mesh, accum):
+  preemption = _Preemption()
+  skipped_samples = 0
+  start = int(state['step'])
+  with open(metrics_path, 'a') as metrics_file, tqdm(total=config.num_steps, initial=start, unit='step',
+                                                      disable=jax.process_index() != 0) as progress:
+    for step in range(start + 1, config.num_steps + 1):
+      batch = next(data_iter)
+      skipped_samples += int(batch['num_skipped'].sum())
+      state, metrics = train_step(state, _to_device(batch, sharding.batch_sharding(mesh), accum))
+      progress.update(1)
+      record = {}
+      if step % config.log_every == 0 or step == config.num_steps:
+        record = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        record['data_skipped_samples'] = skipped_samples
+      if step % config.val_every == 0 or step == config.num_steps:
+        record.update(validate(state['params']))
+      if record and jax.process_index() == 0:
+        record['step'] = step
+        metrics_file.write(json.dumps(record) + '\n')
+        metrics_file.flush()
+        for k, v in record.items():
+          if k != 'step':
+            writer.add_scalar(k, v, step)
+        progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
+      if step % config.picture_every == 0 and jax.process_index() == 0:
+        sample = next(pipeline.make_iterator(val_ds))
+        res1, _ = jax.device_get(predict(state['params'], {k: jnp.asarray(v) for k, v in sample.items()
+                                                              if k in ('img1', 'img2', 'query_times')}))
+        save_pictures(os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), sample, res1)
+      if step % config.checkpoint_every == 0 or step == config.num_steps or preemption.requested:
+        checkpoints.save(step, state, data_iter, record.get('val_loss'))
+      if preemption.requested:
+        logging.warning('SIGTERM: checkpoint saved at step %d, exiting', step)
+        break
+  return state

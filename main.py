@@ -1,0 +1,34 @@
+"""dynadust3r_jax entry point.
+
+  python main.py --config=configs/stereo4d.py:demo --workdir=runs/demo
+  python main.py --config=configs/stereo4d.py --workdir=runs/x --config.data.root=/data/stereo4d
+
+`--config` is an ml_collections config file (with an optional `:variant`), any field overridable as
+`--config.a.b=value`; `config.mode` picks the job. The same command in the same workdir resumes.
+"""
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/stereo4d.py:demo.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics.jsonl, TensorBoard events, pictures.')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = FLAGS.config
+  if config.mode == 'train':
+    from dynadust3r_jax.train.trainer import train  # pylint: disable=import-outside-toplevel
+    try:
+      train(config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError) as e:  # user errors: config values, paths
+      logging.error('%s', e)
+      raise SystemExit(f'main.py: {e}') from None
+  else:
+    raise SystemExit(f"main.py: config.mode={config.mode!r} is not a job; choose 'train'")
+
+
+if __name__ == '__main__':
+  app.run(main)
