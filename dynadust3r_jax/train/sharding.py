@@ -12,17 +12,19 @@ MIN_FSDP_SIZE = 2 ** 18  # arrays smaller than this (elements) stay replicated
 BATCH_AXES = ('data', 'fsdp')
 
 
-def make_mesh(data: int = -1, fsdp: int = 1) -> jax.sharding.Mesh:
-  n = jax.device_count()
+def make_mesh(data: int = -1, fsdp: int = 1, devices=None) -> jax.sharding.Mesh:
+  """A (data, fsdp) mesh over `devices` (default: all); data=-1 takes the devices fsdp leaves."""
+  n = len(devices) if devices is not None else jax.device_count()
   if data == -1:
     data = n // fsdp
   if data * fsdp != n:
     raise ValueError(f'config.mesh: data={data} x fsdp={fsdp} != {n} devices')
-  return jax.make_mesh((data, fsdp), ('data', 'fsdp'), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+  return jax.make_mesh((data, fsdp), ('data', 'fsdp'), axis_types=(jax.sharding.AxisType.Auto,) * 2,
+                       devices=devices)
 
 
-def _spec(shape, fsdp: int) -> P:
-  if fsdp == 1 or int(np.prod(shape)) < MIN_FSDP_SIZE:
+def _spec(shape, fsdp: int, min_size: int) -> P:
+  if fsdp == 1 or int(np.prod(shape)) < min_size:
     return P()
   for axis in sorted(range(len(shape)), key=lambda a: -shape[a]):
     if shape[axis] % fsdp == 0:
@@ -30,10 +32,10 @@ def _spec(shape, fsdp: int) -> P:
   return P()
 
 
-def state_shardings(abstract_state, mesh):
+def state_shardings(abstract_state, mesh, min_size: int = MIN_FSDP_SIZE):
   """NamedShardings for a pytree of arrays / ShapeDtypeStructs (parameters, optimiser state)."""
   fsdp = mesh.shape['fsdp']
-  return jax.tree.map(lambda x: NamedSharding(mesh, _spec(np.shape(x), fsdp)), abstract_state)
+  return jax.tree.map(lambda x: NamedSharding(mesh, _spec(np.shape(x), fsdp, min_size)), abstract_state)
 
 
 def batch_sharding(mesh, batch_axis: int = 1) -> NamedSharding:
