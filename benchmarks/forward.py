@@ -1,8 +1,8 @@
 """DUSt3R 512 DPT forward throughput (random weights), one JSON line per measurement.
 
-  python benchmarks/forward.py                                  # batch 1 and 8, float32 (+ bfloat16 on GPU)
-  python benchmarks/forward.py --batch_sizes=1 --iters=2        # a quick CPU run
-  python benchmarks/forward.py --torch_python=/path/to/python   # + the PyTorch reference (mini-dust3r) in the
+  python -m benchmarks.forward                                  # batch 1 and 8, float32 (+ bfloat16 on GPU)
+  python -m benchmarks.forward --batch_sizes=1 --iters=2        # a quick CPU run
+  python -m benchmarks.forward --torch_python=/path/to/python   # + the PyTorch reference (mini-dust3r) in the
         same run, with the same weights: benchmarks/torch_reference.py runs in that interpreter (one with
         torch + mini-dust3r; `--torch_python=python` on the GPU image) and the lines get ratios
 
@@ -29,7 +29,7 @@ from dynadust3r_jax.convert.torch_checkpoint import load_torch_checkpoint
 from dynadust3r_jax.model import ModelConfig, build_model
 from dynadust3r_jax.model.flops import dust3r_forward_flops
 from dynadust3r_jax.pretrained import Predictor
-from torch_reference import DUST3R_512_DPT, inputs  # benchmarks/ (torch imported there only when run)
+from benchmarks.torch_reference import DUST3R_512_DPT, inputs  # torch is imported there only when run
 
 flags.DEFINE_list('batch_sizes', ['1', '8'], 'Pairs per forward call.')
 flags.DEFINE_list('dtypes', None, 'Compute dtypes (default: float32, plus bfloat16 on GPU).')

@@ -39,7 +39,8 @@ def _dpt_head(cfg: ModelConfig, h, w):
 
 
 def dust3r_forward_flops(cfg: ModelConfig, height: int, width: int) -> int:
-  """FLOPs of one pair (two views of height×width) through AsymmetricCroCo3DStereo."""
+  """FLOPs of one pair (two views of height×width) through AsymmetricCroCo3DStereo, or through
+  DynaDUSt3R with its training queries (two motion-head evaluations per view)."""
   p = cfg.patch_size
   h, w = height // p, width // p
   n = h * w
@@ -51,4 +52,6 @@ def dust3r_forward_flops(cfg: ModelConfig, height: int, width: int) -> int:
     per_view += 2 * n * cfg.dec_embed_dim * (3 + cfg.has_conf) * p * p
   else:
     per_view += _dpt_head(cfg, h, w)
+  if cfg.arch == 'DynaDUSt3R':
+    per_view += 2 * _dpt_head(cfg, h, w)
   return 2 * per_view

@@ -1,0 +1,177 @@
+"""RoPE2D + attention at DUSt3R's shapes: the fused Pallas kernel against XLA, cuDNN and tokamax.
+
+  python benchmarks/attention.py                          # GPU: DUSt3R shapes, all variants
+  python benchmarks/attention.py --block_kv=64 --num_stages=3 --variants=pallas   # tune the kernel's tiles
+  python benchmarks/attention.py --iters=2                # CPU: small shapes, the generic twin in interpret
+                                                          # mode + XLA; GPU-only variants print a skip line
+
+Cases (flags --self_shape / --cross_shape, B,Nq,Nk,H,D): self attention of the ViT-L encoder at 512x512
+(8 pairs -> 16 images, 16 heads, N = 1024, D = 64) and decoder cross attention (16 images, 12 heads,
+768 query tokens of one view against 1024 keys of the other, D = 64). On a CPU the shapes shrink to
+(2, 256, 256, 2, 64) and (2, 192, 256, 2, 64).
+
+Variants (all take q, k, v (B, N, H, D), positions (B, N, 2) and include the rotation):
+  pallas    pallas_kernels.rope_attention.rope_attention (Mosaic GPU kernels; generic twin in interpret
+            mode on a CPU)
+  xla       XLA RoPE + einsum/softmax attention (rope_attention_reference, the model's 'xla' path)
+  cudnn     XLA RoPE + jax.nn.dot_product_attention(implementation='cudnn')      (GPU only)
+  tokamax   XLA RoPE + tokamax.dot_product_attention(implementation='mosaic')    (GPU + tokamax installed;
+            its backward is whatever tokamax pairs with it)
+
+One JSON line per (case, variant, pass): {"bench": "rope_attention", "case", "variant", "pass": "fwd" |
+"fwd_bwd", "B", "Nq", "Nk", "H", "D", "dtype", "ms", "tflops" (attention matmul FLOPs only: 4 B H Nq Nk D
+forward, 2.5x that backward), "vs_cudnn", "vs_xla" (time of that variant / time of this one: > 1 means
+faster), and for fwd_bwd "temp_mib" (XLA's temp allocation of the jitted forward+backward: residuals and
+intermediates; the kernels' SMEM is on chip) and "peak_mib" (device peak bytes in use after the run, GPU)}.
+The pallas variant also gets one {"check": ...} line: max |pallas - xla| / max |xla| of o, dq, dk, dv at
+the benchmark shape (the first test of the compiled kernels on a GPU). A skipped variant gets
+{"skipped": reason}.
+"""
+import json
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])  # the repo root, for pallas_kernels
+from pallas_kernels.rope_attention import (BlockSizes, default_block_sizes, rope_2d, rope_attention,  # noqa: E402
+                                           rope_attention_reference)
+
+flags.DEFINE_list('variants', ['pallas', 'xla', 'cudnn', 'tokamax'], 'Variants to time.')
+flags.DEFINE_list('cases', ['self', 'cross'], 'Cases to time.')
+flags.DEFINE_list('self_shape', None, 'B,Nq,Nk,H,D of the self-attention case (default: DUSt3R, or small on CPU).')
+flags.DEFINE_list('cross_shape', None, 'B,Nq,Nk,H,D of the cross-attention case.')
+flags.DEFINE_string('dtype', 'bfloat16', 'Input dtype.')
+flags.DEFINE_integer('iters', None, 'Timed iterations (default 20 on GPU, 2 on CPU).')
+flags.DEFINE_float('base', 100.0, 'RoPE base.')
+for _name in ('block_q', 'block_kv', 'block_q_bwd', 'block_kv_bwd', 'compute_wgs', 'num_stages'):
+  flags.DEFINE_integer(_name, None, f'BlockSizes.{_name} of the Pallas kernel (default: default_block_sizes).')
+FLAGS = flags.FLAGS
+
+SHAPES = {'gpu': {'self': (16, 1024, 1024, 16, 64), 'cross': (16, 768, 1024, 12, 64)},
+          'cpu': {'self': (2, 256, 256, 2, 64), 'cross': (2, 192, 256, 2, 64)}}
+
+
+def _variants(on_gpu):
+  """name -> (function of (q, k, v, q_pos, k_pos), or a reason it is skipped)."""
+  base = FLAGS.base
+  blocks = None
+  overrides = {n: getattr(FLAGS, n) for n in ('block_q', 'block_kv', 'block_q_bwd', 'block_kv_bwd',
+                                              'compute_wgs', 'num_stages') if getattr(FLAGS, n) is not None}
+  if overrides:
+    start = default_block_sizes(backend='mosaic_gpu' if on_gpu else 'generic')
+    blocks = BlockSizes(**{**start.__dict__, **overrides})
+  out = {
+      'pallas': lambda q, k, v, qp, kp: rope_attention(q, k, v, qp, kp, base=base, block_sizes=blocks),
+      'xla': lambda q, k, v, qp, kp: rope_attention_reference(q, k, v, qp, kp, base=base),
+  }
+  if on_gpu:
+    out['cudnn'] = lambda q, k, v, qp, kp: jax.nn.dot_product_attention(
+        rope_2d(q, qp, base), rope_2d(k, kp, base), v, implementation='cudnn')
+  else:
+    out['cudnn'] = 'needs a GPU (cuDNN)'
+  try:
+    import tokamax  # noqa: PLC0415
+  except ImportError:
+    out['tokamax'] = 'tokamax is not installed (pip install tokamax; carry its venv to the GPU machine)'
+  else:
+    if on_gpu:
+      out['tokamax'] = lambda q, k, v, qp, kp: tokamax.dot_product_attention(
+          rope_2d(q, qp, base), rope_2d(k, kp, base), v, implementation='mosaic')
+    else:
+      out['tokamax'] = 'needs a GPU (Mosaic GPU)'
+  return out
+
+
+def _inputs(b, nq, nk, h, d, dtype):
+  keys = jax.random.split(jax.random.key(0), 4)
+  q = jax.random.normal(keys[0], (b, nq, h, d), dtype)
+  k = jax.random.normal(keys[1], (b, nk, h, d), dtype)
+  v = jax.random.normal(keys[2], (b, nk, h, d), dtype)
+  do = jax.random.normal(keys[3], (b, nq, h, d), dtype)
+  grid = lambda n: np.stack(np.divmod(np.arange(n), 32), axis=-1).astype(np.int32)   # rows of 32 patches
+  pos = lambda n: jnp.broadcast_to(grid(n), (b, n, 2))
+  return q, k, v, pos(nq), pos(nk), do
+
+
+def _timed(fn, args, iters):
+  jax.block_until_ready(fn(*args))  # compile + warm-up
+  times = []
+  for _ in range(iters):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _fwd_bwd(fn):
+  def run(q, k, v, qp, kp, do):
+    o, vjp = jax.vjp(lambda q, k, v: fn(q, k, v, qp, kp), q, k, v)
+    return (o, *vjp(do))
+  return jax.jit(run)
+
+
+def _peak_mib():
+  stats = jax.devices()[0].memory_stats() or {}
+  return round(stats['peak_bytes_in_use'] / 2**20, 1) if 'peak_bytes_in_use' in stats else None
+
+
+def _rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def main(_):
+  on_gpu = jax.default_backend() == 'gpu'
+  iters = FLAGS.iters or (20 if on_gpu else 2)
+  dtype = jnp.dtype(FLAGS.dtype)
+  variants = _variants(on_gpu)
+  device = jax.devices()[0].device_kind
+  for case in FLAGS.cases:
+    shape = getattr(FLAGS, f'{case}_shape')
+    b, nq, nk, h, d = tuple(map(int, shape)) if shape else SHAPES['gpu' if on_gpu else 'cpu'][case]
+    q, k, v, qp, kp, do = _inputs(b, nq, nk, h, d, dtype)
+    fwd_flops = 4 * b * h * nq * nk * d
+    head = dict(bench='rope_attention', case=case, B=b, Nq=nq, Nk=nk, H=h, D=d, dtype=dtype.name, device=device)
+    rows, results = [], {}
+    for name in FLAGS.variants:
+      fn = variants[name]
+      if isinstance(fn, str):
+        print(json.dumps({**head, 'variant': name, 'skipped': fn}), flush=True)
+        continue
+      fwd = jax.jit(fn)
+      both = _fwd_bwd(fn)
+      try:
+        t_fwd = _timed(fwd, (q, k, v, qp, kp), iters)
+        t_both = _timed(both, (q, k, v, qp, kp, do), iters)
+      except Exception as e:  # a variant that does not run here: say so, keep the others
+        print(json.dumps({**head, 'variant': name, 'skipped': f'{type(e).__name__}: {str(e)[:300]}'}), flush=True)
+        continue
+      mem = both.lower(q, k, v, qp, kp, do).compile().memory_analysis()
+      temp = getattr(mem, 'temp_size_in_bytes', None)
+      results[name] = {'fwd': t_fwd, 'fwd_bwd': t_both}
+      rows.append(dict(head, variant=name, **{'pass': 'fwd'}, ms=round(t_fwd * 1e3, 3),
+                       tflops=round(fwd_flops / t_fwd / 1e12, 2)))
+      rows.append(dict(head, variant=name, **{'pass': 'fwd_bwd'}, ms=round(t_both * 1e3, 3),
+                       tflops=round(3.5 * fwd_flops / t_both / 1e12, 2),
+                       temp_mib=None if temp is None else round(temp / 2**20, 1), peak_mib=_peak_mib()))
+      if name == 'pallas' and 'xla' in variants:
+        got = both(q, k, v, qp, kp, do)
+        f32 = lambda x: x.astype(jnp.float32)
+        want = _fwd_bwd(variants['xla'])(f32(q), f32(k), f32(v), qp, kp, f32(do))
+        print(json.dumps({**head, 'check': 'pallas vs xla (float32 inputs), max|d|/max|ref|',
+                          **{n: round(_rel(g, w), 6) for n, g, w in zip(('o', 'dq', 'dk', 'dv'), got, want)}}),
+              flush=True)
+    for row in rows:
+      mine = results[row['variant']][row['pass']]
+      for ref in ('cudnn', 'xla'):
+        if ref in results:
+          row[f'vs_{ref}'] = round(results[ref][row['pass']] / mine, 3)
+      print(json.dumps(row), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
