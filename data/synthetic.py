@@ -1,0 +1,541 @@
+"""Synthetic Stereo4D clips in the official format, for tests and the CPU demo (real clips are not
+downloadable everywhere).
+
+    python -m data.synthetic --output=DIR --split=train --num_clips=4 --num_frames=60 [--size=512]
+
+writes DIR/SPLIT/<name>.npz (official keys, spec dynadust3r.md §b) and
+DIR/lefteye-perspective/SPLIT/<name>-left_rectified.mp4 (H.264, 29.97 fps).
+
+A clip has real geometry: a camera moves smoothly through a textured box room in which 3–5 textured
+spheres and boxes move rigidly and pass in front of each other. Frames are rendered by ray casting
+(nearest analytic hit through each pixel centre). Conventions are Stereo4D's: OpenCV camera axes,
+`camera2world` = [R | c] maps camera → world (the world frame is not the first camera), K has
+fx = fy = (W/2)/tan(hfov/2) and centre (W/2, H/2), pixel (row i, col j) spans [j, j+1) × [i, i+1).
+
+Tracks are made like the release's BootsTAP tracks: every 10th frame a jittered grid of query points
+(128 per side, at most one per pixel) is unprojected onto the visible surface, and each query becomes
+a point fixed in its body's frame, followed through all frames. A query is dropped if an older track
+is seen in its grid cell at the query frame (the release prunes tracks landing on the same pixel).
+An observation is kept iff the point is in front of the camera, at most 20 m deep, inside the image,
+the first hit of the ray through it, on the body seen at its pixel, and viewed less than 75° from
+its surface normal. Tracks with fewer than 2 observations are dropped.
+
+Colours are a procedural texture of a point's position in its body's frame times a Lambertian shading
+fixed in that frame, so a tracked point keeps its colour in every frame (up to H.264 loss).
+
+The same seed gives byte-identical files: fixed zip timestamps, x264 with a fixed thread count and
+bit-exact muxing without metadata.
+"""
+import dataclasses
+import fractions
+import os
+import string
+import zipfile
+
+import numpy as np
+from absl import app, flags, logging
+
+FPS = fractions.Fraction(30000, 1001)      # Stereo4D clips are consecutive 29.97 fps frames
+MAX_DEPTH = 20.0                           # m: the release discards deeper stereo depth
+QUERY_EVERY = 10                           # frames between query frames (BootsTAP setup of the release)
+QUERY_GRID = 128                           # query points per image side (128 × 128 on 512 × 512)
+QUERY_JITTER = 0.5                         # jitter span of a query, as a fraction of the grid spacing
+MAX_VIEW_ANGLE = 75.0                      # deg between the view ray and the normal of a kept observation
+SAME_POINT_RTOL = 1e-6                     # depth tolerance of "the first hit of the ray is the point"
+AMBIENT = 0.45                             # shading = AMBIENT + (1 - AMBIENT) · max(0, n·light)
+NUM_WAVES = 6                              # sinusoids per texture
+CRF = 18                                   # x264 quality
+X264_THREADS = 4                           # fixed: x264's output depends on its thread count
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)           # fixed npz member timestamps (np.savez uses the clock)
+VIDEO_DIR = 'lefteye-perspective'          # official layout, as data.pipeline reads it
+VIDEO_SUFFIX = '-left_rectified.mp4'
+FOV_BOUNDS = (-90.0, 90.0, -90.0, 90.0)    # VR180 half-image bounds: [yaw0, yaw1, tilt0, tilt1] deg
+VIDEO_ID_CHARS = string.ascii_letters + string.digits + '-_'
+NPZ_KEYS = ('name', 'video_id', 'timestamps', 'camera2world', 'track_lengths', 'track_indices',
+            'track_coordinates', 'rectified2rig', 'fov_bounds')
+
+
+@dataclasses.dataclass
+class Texture:
+  """Procedural colour of a body, a function of the position x (m) in the body's frame."""
+  base: np.ndarray            # (3,) RGB in [0, 1]
+  cell: float                 # checkerboard cell size (m)
+  cell_offset: np.ndarray     # (3,)
+  checker: np.ndarray         # (3,) RGB added (+) or removed (−) on alternate cells
+  waves: np.ndarray           # (K, 3) wave vectors (rad/m)
+  wave_phase: np.ndarray      # (K,)
+  wave_colour: np.ndarray     # (K, 3)
+  blob_centre: np.ndarray     # (B, 3)
+  blob_radius: np.ndarray     # (B,)
+  blob_colour: np.ndarray     # (B, 3)
+  light: np.ndarray           # (3,) unit direction towards the light, in the body's frame
+
+  def colour(self, x: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    """(3, n) points and unit normals in the body's frame → (3, n) shaded RGB in [0, 1]."""
+    parity = np.floor((x + self.cell_offset[:, None]) / self.cell).sum(0) % 2
+    rgb = self.base[:, None] + (2 * parity - 1) * self.checker[:, None]
+    rgb = rgb + self.wave_colour.T @ np.sin(self.waves @ x + self.wave_phase[:, None])
+    dist2 = (x * x).sum(0) - 2 * self.blob_centre @ x + (self.blob_centre ** 2).sum(1)[:, None]
+    rgb = rgb + self.blob_colour.T @ np.exp(-dist2 / self.blob_radius[:, None] ** 2)
+    shade = AMBIENT + (1 - AMBIENT) * np.maximum(self.light @ normal, 0.0)
+    return np.clip(rgb, 0, 1) * shade
+
+
+@dataclasses.dataclass
+class Body:
+  """A rigid textured body: 'room' (a box seen from inside), 'box' or 'sphere', centred on its frame.
+
+  Its frame moves on a sinusoidal path and spins at a constant rate: at frame t it maps a local point x
+  to rotation(t) · x + position(t) in the scene.
+  """
+  kind: str
+  half_size: np.ndarray      # (3,) box half extents; a sphere's radius three times
+  centre: np.ndarray         # (3,) mean position in the scene (m)
+  sway: np.ndarray           # (3,) amplitude of the path (m)
+  sway_freq: np.ndarray      # (3,) rad/frame
+  sway_phase: np.ndarray     # (3,)
+  spin_axis: np.ndarray      # (3,) unit
+  spin_rate: float           # rad/frame
+  orientation: np.ndarray    # (3, 3) rotation at frame 0
+  texture: Texture
+
+  def pose(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3) rotation and (3,) position of the body frame in the scene at frame t."""
+    position = self.centre + self.sway * np.sin(self.sway_freq * t + self.sway_phase)
+    return _axis_angle(self.spin_axis, self.spin_rate * t) @ self.orientation, position
+
+
+@dataclasses.dataclass
+class CameraPath:
+  """A smooth camera trajectory: sinusoidal sway of the centre, yaw and pitch around their means."""
+  centre: np.ndarray         # (3,) mean centre in the scene (m)
+  sway: np.ndarray           # (3,) amplitude (m)
+  sway_freq: np.ndarray      # (3,) rad/frame
+  sway_phase: np.ndarray     # (3,)
+  yaw: np.ndarray            # (4,) mean, amplitude (rad), frequency (rad/frame), phase
+  pitch: np.ndarray          # (4,) same
+
+  def pose(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 3) camera → scene rotation and (3,) centre at frame t."""
+    yaw, pitch = (a[0] + a[1] * np.sin(a[2] * t + a[3]) for a in (self.yaw, self.pitch))
+    rotation = _axis_angle(np.array([0.0, 1.0, 0.0]), yaw) @ _axis_angle(np.array([1.0, 0.0, 0.0]), pitch)
+    return rotation, self.centre + self.sway * np.sin(self.sway_freq * t + self.sway_phase)
+
+
+@dataclasses.dataclass
+class Scene:
+  bodies: list[Body]             # bodies[0] is the static room; object ids index this list
+  camera: CameraPath
+  world_from_scene: np.ndarray   # (3, 4) [R | t]: the clip's world frame, unrelated to any camera
+
+
+@dataclasses.dataclass
+class RenderedFrame:
+  """One frame: the camera, the body poses and what each pixel centre's ray hits first."""
+  rotation: np.ndarray           # (3, 3) camera → scene
+  centre: np.ndarray             # (3,) camera centre in the scene
+  body_rotations: np.ndarray     # (B, 3, 3) body → scene
+  body_positions: np.ndarray     # (B, 3)
+  image: np.ndarray              # (H, W, 3) uint8 RGB
+  depth: np.ndarray              # (H, W) camera z of the hit (m)
+  object_id: np.ndarray          # (H, W) index of the hit body (0: room)
+
+
+@dataclasses.dataclass
+class Tracks:
+  """Surface points fixed in their bodies' frames."""
+  body: np.ndarray               # (N,) int body index
+  local: np.ndarray              # (3, N) position in the body frame
+  normal: np.ndarray             # (3, N) unit surface normal in the body frame
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+  """(3, 3) rotation by `angle` rad about the unit `axis` (Rodrigues)."""
+  k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+  return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def _unit(rng: np.random.Generator, n: int | None = None) -> np.ndarray:
+  """Uniformly random unit vector(s), (3,) or (n, 3)."""
+  v = rng.normal(size=(3,) if n is None else (n, 3))
+  return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _random_rotation(rng: np.random.Generator, max_deg: float = 180.0) -> np.ndarray:
+  return _axis_angle(_unit(rng), np.deg2rad(rng.uniform(0, max_deg)))
+
+
+def _sway_freq(rng: np.random.Generator, periods: tuple[float, float], n: int = 3) -> np.ndarray:
+  """rad/frame of sinusoids whose periods (frames) are drawn in `periods`."""
+  return 2 * np.pi / rng.uniform(*periods, n)
+
+
+# --- scene ------------------------------------------------------------------------------------------
+
+
+def _random_texture(rng: np.random.Generator, half_size: np.ndarray, num_blobs: int,
+                    blob_radius: tuple[float, float]) -> Texture:
+  """A checkerboard + sinusoids + colour blobs (inside the body's box) texture with a fixed light."""
+  cell = rng.uniform(0.15, 0.45)
+  wavelength = rng.uniform(0.15, 1.2, NUM_WAVES)
+  return Texture(
+      base=rng.uniform(0.25, 0.75, 3), cell=cell, cell_offset=rng.uniform(0, cell, 3),
+      checker=rng.uniform(0.08, 0.2, 3) * rng.choice([-1, 1], 3),
+      waves=_unit(rng, NUM_WAVES) * (2 * np.pi / wavelength)[:, None],
+      wave_phase=rng.uniform(0, 2 * np.pi, NUM_WAVES), wave_colour=rng.uniform(-0.07, 0.07, (NUM_WAVES, 3)),
+      blob_centre=rng.uniform(-half_size, half_size, (num_blobs, 3)),
+      blob_radius=rng.uniform(*blob_radius, num_blobs), blob_colour=rng.uniform(-0.35, 0.35, (num_blobs, 3)),
+      light=_unit(rng))
+
+
+def _static_body(kind, half_size, centre, texture) -> Body:
+  zero = np.zeros(3)
+  return Body(kind, half_size, centre, zero, zero, zero, np.array([1.0, 0, 0]), 0.0, np.eye(3), texture)
+
+
+def _random_room(rng: np.random.Generator) -> Body:
+  """The static room around the camera's mean position (scene origin; +y down, +z ahead)."""
+  lo = np.array([-rng.uniform(5, 7), -rng.uniform(2, 3), -rng.uniform(4, 6)])    # left, ceiling, behind
+  hi = np.array([rng.uniform(5, 7), rng.uniform(1.3, 1.7), rng.uniform(11, 15)])  # right, floor, ahead
+  half = (hi - lo) / 2
+  return _static_body('room', half, (hi + lo) / 2, _random_texture(rng, half, 12, (0.5, 2.0)))
+
+
+def _random_object(rng: np.random.Generator, kind: str, floor: float) -> Body:
+  """A sphere or box 4–8 m ahead, swaying sideways by up to 1.8 m (so objects cross each other)."""
+  half = np.full(3, rng.uniform(0.35, 0.8)) if kind == 'sphere' else rng.uniform(0.25, 0.7, 3)
+  reach = np.linalg.norm(half) if kind == 'box' else half[0]   # bounding radius while spinning
+  sway = np.array([rng.uniform(0.8, 1.8), rng.uniform(0, 0.3), rng.uniform(0.3, 1.2)])
+  centre = np.array([rng.uniform(-2, 2), rng.uniform(-1.0, floor - reach - sway[1]), rng.uniform(4, 8)])
+  return Body(kind, half, centre, sway, _sway_freq(rng, (60, 160)), rng.uniform(0, 2 * np.pi, 3), _unit(rng),
+              np.deg2rad(rng.uniform(1, 4)), _random_rotation(rng),
+              _random_texture(rng, half, 3, (0.3 * half.min(), 0.8 * half.max())))
+
+
+def _random_camera(rng: np.random.Generator) -> CameraPath:
+  """A few cm per frame of sway around a point near the origin, ±5–15° yaw, ±2–6° pitch."""
+  def angle(mean_deg, amp_deg):
+    return np.array([np.deg2rad(rng.uniform(-mean_deg, mean_deg)), np.deg2rad(rng.uniform(*amp_deg)),
+                     _sway_freq(rng, (100, 250), 1)[0], rng.uniform(0, 2 * np.pi)])
+  return CameraPath(
+      centre=np.array([rng.uniform(-1, 1), rng.uniform(-0.3, 0.3), rng.uniform(-1, 0)]),
+      sway=np.array([rng.uniform(0.3, 1.0), rng.uniform(0.05, 0.2), rng.uniform(0.3, 1.0)]),
+      sway_freq=_sway_freq(rng, (80, 200)), sway_phase=rng.uniform(0, 2 * np.pi, 3),
+      yaw=angle(15, (5, 15)), pitch=angle(5, (2, 6)))
+
+
+def random_scene(rng: np.random.Generator) -> Scene:
+  """A room, 3–5 moving objects (at least one sphere and one box), a camera path and a world frame."""
+  room = _random_room(rng)
+  floor = room.centre[1] + room.half_size[1]
+  num_objects = int(rng.integers(3, 6))
+  kinds = ['sphere', 'box'] + list(rng.choice(['sphere', 'box'], num_objects - 2))
+  objects = [_random_object(rng, kind, floor) for kind in rng.permutation(kinds)]
+  world = np.concatenate([_random_rotation(rng, 30), rng.uniform(-1, 1, (3, 1))], axis=1)
+  return Scene([room, *objects], _random_camera(rng), world)
+
+
+# --- ray casting ------------------------------------------------------------------------------------
+
+
+def _slabs(origin, dirs, half):
+  """Entry and exit ray parameters of the slabs |x_i| ≤ half_i, (3, n) each."""
+  with np.errstate(divide='ignore', invalid='ignore'):
+    t1, t2 = (-half - origin)[:, None] / dirs, (half - origin)[:, None] / dirs
+  return np.minimum(t1, t2), np.maximum(t1, t2)
+
+
+def _hit_room(origin, dirs, half):
+  """Ray parameter where rays from inside the box leave it, (n,)."""
+  exit_ = _slabs(origin, dirs, half)[1].min(0)
+  return np.where(exit_ > 0, exit_, np.inf)
+
+
+def _hit_box(origin, dirs, half):
+  """Ray parameter of the first hit of the box from outside, (n,); inf if missed."""
+  lo, hi = _slabs(origin, dirs, half)
+  entry, exit_ = lo.max(0), hi.min(0)
+  return np.where((entry <= exit_) & (entry > 0), entry, np.inf)
+
+
+def _hit_sphere(origin, dirs, half):
+  """Ray parameter of the first hit of the sphere (radius half[0]) from outside, (n,); inf if missed."""
+  a = (dirs * dirs).sum(0)
+  b = origin @ dirs
+  disc = b * b - a * (origin @ origin - half[0] ** 2)
+  s = (-b - np.sqrt(np.maximum(disc, 0))) / a
+  return np.where((disc >= 0) & (s > 0), s, np.inf)
+
+
+HIT = {'room': _hit_room, 'box': _hit_box, 'sphere': _hit_sphere}
+
+
+def surface_normal(kind: str, x: np.ndarray, half: np.ndarray) -> np.ndarray:
+  """(3, n) unit normals at surface points x (3, n) of a body (its frame), towards the viewer's side."""
+  if kind == 'sphere':
+    return x / np.linalg.norm(x, axis=0)
+  face, n = np.argmax(np.abs(x) / half[:, None], 0), np.arange(x.shape[1])
+  normal = np.zeros_like(x)
+  normal[face, n] = np.sign(x[face, n])
+  return -normal if kind == 'room' else normal
+
+
+def cast(bodies: list[Body], rotations: np.ndarray, positions: np.ndarray, origin: np.ndarray,
+         dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Nearest hit of the rays origin + s·dirs, s > 0, among bodies posed by (B, 3, 3) rotations and
+  (B, 3) positions. origin (3,), dirs (3, n) in the scene.
+
+  Returns s (n,) (the camera depth when dirs have camera z = 1), the body index (n,) and the hit
+  point in that body's frame (3, n), all in the dtype of dirs.
+  """
+  dtype = dirs.dtype
+  best, body = np.full(dirs.shape[1], np.inf, dtype), np.zeros(dirs.shape[1], np.int64)
+  local_rays = []
+  for b, (spec, rot, pos) in enumerate(zip(bodies, rotations, positions)):
+    o, d = (rot.T @ (origin - pos)).astype(dtype), rot.T.astype(dtype) @ dirs   # scene → body frame
+    s = HIT[spec.kind](o, d, spec.half_size.astype(dtype))
+    nearer = s < best
+    best[nearer], body[nearer] = s[nearer], b
+    local_rays.append((o, d))
+  local = np.empty_like(dirs)
+  for b, (o, d) in enumerate(local_rays):
+    hit = body == b
+    local[:, hit] = o[:, None] + best[hit] * d[:, hit]
+  return best, body, local
+
+
+def camera_rays(u: np.ndarray, v: np.ndarray, rotation: np.ndarray, size: int, focal: float) -> np.ndarray:
+  """(3, n) scene directions of the rays through image points (u, v), scaled to camera z = 1."""
+  return rotation @ np.stack([(u - size / 2) / focal, (v - size / 2) / focal, np.ones_like(u)])
+
+
+def render_frame(scene: Scene, t: int, size: int, focal: float) -> RenderedFrame:
+  """Ray-cast frame t through the pixel centres (j + 0.5, i + 0.5), in float32 (fast; the exact
+  visibility of tracks is decided in float64 by `observe`)."""
+  rotation, centre = scene.camera.pose(t)
+  poses = [body.pose(t) for body in scene.bodies]
+  rotations, positions = np.stack([p[0] for p in poses]), np.stack([p[1] for p in poses])
+  v, u = np.mgrid[:size, :size] + 0.5
+  depth, body, local = cast(scene.bodies, rotations, positions, centre,
+                            camera_rays(u.ravel(), v.ravel(), rotation, size, focal).astype(np.float32))
+  rgb = np.empty_like(local)
+  for b, spec in enumerate(scene.bodies):
+    hit = body == b
+    rgb[:, hit] = spec.texture.colour(local[:, hit], surface_normal(spec.kind, local[:, hit], spec.half_size))
+  image = np.round(rgb.T * 255).astype(np.uint8).reshape(size, size, 3)
+  return RenderedFrame(rotation, centre, rotations, positions, image, depth.reshape(size, size),
+                       body.reshape(size, size).astype(np.uint8))
+
+
+# --- tracks -----------------------------------------------------------------------------------------
+
+
+def observe(bodies: list[Body], frame: RenderedFrame, tracks: Tracks, focal: float
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The tracks seen in a frame (criteria in the module docstring).
+
+  Returns their indices (n,), scene positions (3, n) and image points (2, n) = (u, v).
+  """
+  size = frame.depth.shape[0]
+  rot = frame.body_rotations[tracks.body]
+  xyz = np.einsum('nij,jn->in', rot, tracks.local) + frame.body_positions[tracks.body].T
+  cam = frame.rotation.T @ (xyz - frame.centre[:, None])
+  z = cam[2]
+  with np.errstate(divide='ignore', invalid='ignore'):
+    uv = focal * cam[:2] / z + size / 2
+  idx = np.flatnonzero((z > 0) & (z <= MAX_DEPTH) & np.all((uv >= 0) & (uv < size), 0))
+  col, row = np.floor(uv[:, idx]).astype(np.int64)
+  idx = idx[frame.object_id[row, col] == tracks.body[idx]]
+  ray = (xyz[:, idx] - frame.centre[:, None]) / z[idx]        # camera z = 1: the ray parameter is z
+  normal = np.einsum('nij,jn->in', rot[idx], tracks.normal[:, idx])
+  facing = np.abs((normal * ray).sum(0)) >= np.cos(np.deg2rad(MAX_VIEW_ANGLE)) * np.linalg.norm(ray, axis=0)
+  idx, ray = idx[facing], ray[:, facing]
+  s, body, _ = cast(bodies, frame.body_rotations, frame.body_positions, frame.centre, ray)
+  idx = idx[(body == tracks.body[idx]) & (np.abs(s - z[idx]) <= SAME_POINT_RTOL * z[idx])]
+  return idx, xyz[:, idx], uv[:, idx]
+
+
+def _query_grid(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Jittered grid of G × G query points (G = min(QUERY_GRID, size)): u, v, grid cell index, (G²,) each."""
+  grid = min(QUERY_GRID, size)
+  spacing = size / grid
+  rows, cols = np.mgrid[:grid, :grid].reshape(2, -1)
+  jitter = rng.uniform(-QUERY_JITTER / 2, QUERY_JITTER / 2, (2, grid * grid))
+  return (cols + 0.5 + jitter[0]) * spacing, (rows + 0.5 + jitter[1]) * spacing, rows * grid + cols
+
+
+def _grid_cell(uv: np.ndarray, size: int) -> np.ndarray:
+  """Query-grid cell index of image points (2, n)."""
+  grid = min(QUERY_GRID, size)
+  col, row = np.floor(uv * grid / size).astype(np.int64)
+  return row * grid + col
+
+
+def _concat(a: Tracks, b: Tracks) -> Tracks:
+  return Tracks(np.concatenate([a.body, b.body]), np.concatenate([a.local, b.local], 1),
+                np.concatenate([a.normal, b.normal], 1))
+
+
+def _select(tracks: Tracks, idx: np.ndarray) -> Tracks:
+  return Tracks(tracks.body[idx], tracks.local[:, idx], tracks.normal[:, idx])
+
+
+def make_tracks(rng: np.random.Generator, bodies: list[Body], frames: list[RenderedFrame], focal: float) -> Tracks:
+  """Query every QUERY_EVERY-th frame on a jittered grid; keep the queries seen at their query frame
+  in a grid cell where no older track is seen."""
+  size = frames[0].depth.shape[0]
+  tracks = Tracks(np.zeros(0, np.int64), np.zeros((3, 0)), np.zeros((3, 0)))
+  for q in range(0, len(frames), QUERY_EVERY):
+    frame = frames[q]
+    u, v, cell = _query_grid(rng, size)
+    _, body, local = cast(bodies, frame.body_rotations, frame.body_positions, frame.centre,
+                          camera_rays(u, v, frame.rotation, size, focal))
+    normal = np.empty_like(local)
+    for b, spec in enumerate(bodies):
+      on = body == b
+      normal[:, on] = surface_normal(spec.kind, local[:, on], spec.half_size)
+    new = Tracks(body, local, normal)
+    seen_new = observe(bodies, frame, new, focal)[0]
+    _, _, seen_old_uv = observe(bodies, frame, tracks, focal)
+    keep = seen_new[~np.isin(cell[seen_new], _grid_cell(seen_old_uv, size))]
+    tracks = _concat(tracks, _select(new, keep))
+  return tracks
+
+
+def track_observations(bodies: list[Body], frames: list[RenderedFrame], tracks: Tracks, focal: float
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Every kept observation, grouped by track and in frame order; tracks seen < 2 times are dropped.
+
+  Returns the official (N,) track_lengths, (ΣN,) track_indices and the scene positions (3, ΣN).
+  """
+  ids, times, points = [], [], []
+  for t, frame in enumerate(frames):
+    idx, xyz, _ = observe(bodies, frame, tracks, focal)
+    ids.append(idx)
+    times.append(np.full(len(idx), t))
+    points.append(xyz)
+  ids, times, points = np.concatenate(ids), np.concatenate(times), np.concatenate(points, 1)
+  lengths = np.bincount(ids, minlength=len(tracks.body))
+  kept = lengths[ids] >= 2
+  ids, times, points = ids[kept], times[kept], points[:, kept]
+  order = np.lexsort((times, ids))
+  return lengths[lengths >= 2], times[order], points[:, order]
+
+
+# --- clips ------------------------------------------------------------------------------------------
+
+
+def focal_length(size: int, hfov: float) -> float:
+  """fx = fy = (W/2)/tan(hfov/2) of Stereo4D's perspective crops."""
+  return (size / 2) / np.tan(np.deg2rad(hfov) / 2)
+
+
+def _apply(transform: np.ndarray, x: np.ndarray) -> np.ndarray:
+  """(3, 4) [R | t] applied to (3, n) points."""
+  return transform[:, :3] @ x + transform[:, 3:]
+
+
+def _clip_identity(rng: np.random.Generator, num_frames: int) -> tuple[str, np.ndarray]:
+  """A YouTube-like 11-character video id and (T,) µs timestamps of consecutive 29.97 fps frames."""
+  video_id = ''.join(rng.choice(list(VIDEO_ID_CHARS), 11))
+  frame_us = 1e6 / FPS
+  start = round(int(rng.integers(0, 100_000)) * frame_us)    # on the source video's frame grid
+  return video_id, np.round(start + np.arange(num_frames) * float(frame_us)).astype(np.int64)
+
+
+def make_clip(seed: int, num_frames: int, size: int = 512, hfov: float = 60.0) -> dict:
+  """One synthetic clip: the official npz arrays (NPZ_KEYS) plus, for tests,
+  `frames` (T, H, W, 3) uint8 RGB, `depth` (T, H, W) float32 camera z of each pixel centre's hit (m)
+  and `object_id` (T, H, W) uint8 (0: the static room, k ≥ 1: moving object k). H = W = size.
+  """
+  if size % 2 or size < 2:
+    raise ValueError(f'size={size}: H.264 yuv420p needs an even frame size')
+  if num_frames < 1:
+    raise ValueError(f'num_frames={num_frames}: need at least one frame')
+  rng = np.random.default_rng(seed)
+  video_id, timestamps = _clip_identity(rng, num_frames)
+  scene = random_scene(rng)
+  focal = focal_length(size, hfov)
+  frames = [render_frame(scene, t, size, focal) for t in range(num_frames)]
+  tracks = make_tracks(rng, scene.bodies, frames, focal)
+  lengths, indices, points = track_observations(scene.bodies, frames, tracks, focal)
+  world = scene.world_from_scene
+  camera2world = np.stack([np.concatenate([world[:, :3] @ f.rotation, _apply(world, f.centre[:, None])], 1)
+                           for f in frames])
+  rectified2rig = np.stack([_random_rotation(rng, 2.0) for _ in range(2)])
+  return {
+      'name': np.array(f'{video_id}_{timestamps[0]}'), 'video_id': np.array(video_id), 'timestamps': timestamps,
+      'camera2world': camera2world.astype(np.float32), 'track_lengths': lengths.astype(np.int32),
+      'track_indices': indices.astype(np.int32), 'track_coordinates': _apply(world, points).T.astype(np.float32),
+      'rectified2rig': rectified2rig.astype(np.float32), 'fov_bounds': np.array(FOV_BOUNDS, np.float32),
+      'frames': np.stack([f.image for f in frames]), 'depth': np.stack([f.depth for f in frames]).astype(np.float32),
+      'object_id': np.stack([f.object_id for f in frames])}
+
+
+def write_npz(path: str, arrays: dict) -> None:
+  """np.savez, but byte-reproducible: fixed member timestamps. No pickled objects."""
+  with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as archive:
+    for key, value in arrays.items():
+      with archive.open(zipfile.ZipInfo(f'{key}.npy', date_time=ZIP_DATE), 'w', force_zip64=True) as f:
+        np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+
+
+def write_mp4(path: str, frames: np.ndarray, gop: int = 30) -> None:
+  """(T, H, W, 3) uint8 RGB → H.264 (libx264, yuv420p) at 29.97 fps, a keyframe every `gop` frames."""
+  import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+  height, width = frames.shape[1:3]
+  writer = imageio_ffmpeg.write_frames(
+      path, (width, height), fps=FPS, codec='libx264', quality=None, macro_block_size=1,
+      ffmpeg_log_level='error',
+      output_params=['-crf', str(CRF), '-g', str(gop), '-sc_threshold', '0', '-threads', str(X264_THREADS),
+                     '-flags', '+bitexact', '-fflags', '+bitexact', '-map_metadata', '-1'])
+  writer.send(None)
+  for frame in frames:
+    writer.send(np.ascontiguousarray(frame))
+  writer.close()
+
+
+def clip_seed(seed: int, k: int) -> int:
+  """Seed of clip k of a set made with `seed` (stable across runs and platforms)."""
+  return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+
+
+def write_clips(output: str, split: str, num_clips: int, num_frames: int, size: int = 512, hfov: float = 60.0,
+                seed: int = 0, gop: int = 30) -> list[tuple[str, str]]:
+  """Write clips 0..num_clips-1 in the official layout under `output`; returns their (npz, mp4) paths."""
+  npz_dir, mp4_dir = os.path.join(output, split), os.path.join(output, VIDEO_DIR, split)
+  os.makedirs(npz_dir, exist_ok=True)
+  os.makedirs(mp4_dir, exist_ok=True)
+  paths = []
+  for k in range(num_clips):
+    clip = make_clip(clip_seed(seed, k), num_frames, size, hfov)
+    name = str(clip['name'])
+    npz, mp4 = os.path.join(npz_dir, f'{name}.npz'), os.path.join(mp4_dir, f'{name}{VIDEO_SUFFIX}')
+    write_npz(npz, {key: clip[key] for key in NPZ_KEYS})
+    write_mp4(mp4, clip['frames'], gop)
+    paths.append((npz, mp4))
+  return paths
+
+
+def _define_flags():
+  flags.DEFINE_string('output', None, 'Root: OUTPUT/SPLIT/*.npz and OUTPUT/lefteye-perspective/SPLIT/*.mp4.')
+  flags.DEFINE_string('split', 'train', 'Split folder name.')
+  flags.DEFINE_integer('num_clips', 1, 'Number of clips.')
+  flags.DEFINE_integer('num_frames', 60, 'Frames per clip.')
+  flags.DEFINE_integer('size', 512, 'Frame width = height (even).')
+  flags.DEFINE_float('hfov', 60.0, 'Horizontal field of view (deg).')
+  flags.DEFINE_integer('seed', 0, 'Seed of the clip set; clip k uses clip_seed(seed, k).')
+  flags.DEFINE_integer('gop', 30, 'Keyframe interval of the mp4 (frames).')
+  flags.mark_flag_as_required('output')
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  for npz, mp4 in write_clips(f.output, f.split, f.num_clips, f.num_frames, f.size, f.hfov, f.seed, f.gop):
+    logging.info('wrote %s and %s', npz, mp4)
+
+
+if __name__ == '__main__':
+  _define_flags()  # here, not at import: the trainer and tests import this module as a library
+  app.run(main)
