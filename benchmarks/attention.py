@@ -1,8 +1,8 @@
 """RoPE2D + attention at DUSt3R's shapes: the fused Pallas kernel against XLA, cuDNN and tokamax.
 
-  python benchmarks/attention.py                          # GPU: DUSt3R shapes, all variants
-  python benchmarks/attention.py --block_kv=64 --num_stages=3 --variants=pallas   # tune the kernel's tiles
-  python benchmarks/attention.py --iters=2                # CPU: small shapes, the generic twin in interpret
+  python -m benchmarks.attention                          # GPU: DUSt3R shapes, all variants
+  python -m benchmarks.attention --block_kv=64 --num_stages=3 --variants=pallas   # tune the kernel's tiles
+  python -m benchmarks.attention --iters=2                # CPU: small shapes, the generic twin in interpret
                                                           # mode + XLA; GPU-only variants print a skip line
 
 Cases (flags --self_shape / --cross_shape, B,Nq,Nk,H,D): self attention of the ViT-L encoder at 512x512
@@ -21,14 +21,14 @@ Variants (all take q, k, v (B, N, H, D), positions (B, N, 2) and include the rot
 One JSON line per (case, variant, pass): {"bench": "rope_attention", "case", "variant", "pass": "fwd" |
 "fwd_bwd", "B", "Nq", "Nk", "H", "D", "dtype", "ms", "tflops" (attention matmul FLOPs only: 4 B H Nq Nk D
 forward, 2.5x that backward), "vs_cudnn", "vs_xla" (time of that variant / time of this one: > 1 means
-faster), and for fwd_bwd "temp_mib" (XLA's temp allocation of the jitted forward+backward: residuals and
-intermediates; the kernels' SMEM is on chip) and "peak_mib" (device peak bytes in use after the run, GPU)}.
+faster), and for fwd_bwd the memory of the jitted forward+backward from XLA's buffer assignment:
+"temp_mib" (residuals and intermediates: the attention matrix of 'xla', the rotated q/k of the XLA-RoPE
+variants; the kernels' SMEM is on chip) and "total_mib" (temp + arguments + outputs)}.
 The pallas variant also gets one {"check": ...} line: max |pallas - xla| / max |xla| of o, dq, dk, dv at
 the benchmark shape (the first test of the compiled kernels on a GPU). A skipped variant gets
 {"skipped": reason}.
 """
 import json
-import sys
 import time
 
 import jax
@@ -36,8 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, __file__.rsplit('/benchmarks/', 1)[0])  # the repo root, for pallas_kernels
-from pallas_kernels.rope_attention import (BlockSizes, default_block_sizes, rope_2d, rope_attention,  # noqa: E402
+from pallas_kernels.rope_attention import (BlockSizes, default_block_sizes, rope_2d, rope_attention,
                                            rope_attention_reference)
 
 flags.DEFINE_list('variants', ['pallas', 'xla', 'cudnn', 'tokamax'], 'Variants to time.')
@@ -98,7 +97,8 @@ def _inputs(b, nq, nk, h, d, dtype):
 
 
 def _timed(fn, args, iters):
-  jax.block_until_ready(fn(*args))  # compile + warm-up
+  for _ in range(2):  # compile + warm-up (the second call can still be slow: caches, autotuning)
+    jax.block_until_ready(fn(*args))
   times = []
   for _ in range(iters):
     start = time.perf_counter()
@@ -112,11 +112,6 @@ def _fwd_bwd(fn):
     o, vjp = jax.vjp(lambda q, k, v: fn(q, k, v, qp, kp), q, k, v)
     return (o, *vjp(do))
   return jax.jit(run)
-
-
-def _peak_mib():
-  stats = jax.devices()[0].memory_stats() or {}
-  return round(stats['peak_bytes_in_use'] / 2**20, 1) if 'peak_bytes_in_use' in stats else None
 
 
 def _rel(a, b):
@@ -151,13 +146,14 @@ def main(_):
         print(json.dumps({**head, 'variant': name, 'skipped': f'{type(e).__name__}: {str(e)[:300]}'}), flush=True)
         continue
       mem = both.lower(q, k, v, qp, kp, do).compile().memory_analysis()
-      temp = getattr(mem, 'temp_size_in_bytes', None)
+      mib = lambda *names: None if mem is None else round(sum(getattr(mem, n) for n in names) / 2**20, 1)
       results[name] = {'fwd': t_fwd, 'fwd_bwd': t_both}
       rows.append(dict(head, variant=name, **{'pass': 'fwd'}, ms=round(t_fwd * 1e3, 3),
                        tflops=round(fwd_flops / t_fwd / 1e12, 2)))
       rows.append(dict(head, variant=name, **{'pass': 'fwd_bwd'}, ms=round(t_both * 1e3, 3),
                        tflops=round(3.5 * fwd_flops / t_both / 1e12, 2),
-                       temp_mib=None if temp is None else round(temp / 2**20, 1), peak_mib=_peak_mib()))
+                       temp_mib=mib('temp_size_in_bytes'),
+                       total_mib=mib('temp_size_in_bytes', 'argument_size_in_bytes', 'output_size_in_bytes')))
       if name == 'pallas' and 'xla' in variants:
         got = both(q, k, v, qp, kp, do)
         f32 = lambda x: x.astype(jnp.float32)

@@ -14,7 +14,7 @@ ARCHS = ('CroCoNet', 'AsymmetricCroCo3DStereo', 'DynaDUSt3R')
 PATCH_EMBEDS = ('PatchEmbedDust3R', 'ManyAR_PatchEmbed')
 HEAD_TYPES = ('linear', 'dpt')
 DTYPES = ('float32', 'bfloat16', 'float16')
-ATTENTION_IMPLS = ('xla', 'cudnn')
+ATTENTION_IMPLS = ('xla', 'cudnn', 'pallas')
 REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
 
 # Fields that describe the network (saved with a converted checkpoint). The rest are runtime
@@ -59,7 +59,10 @@ class ModelConfig:
   motion_conf_mode: tuple | None = ('exp', 1, INF)
   # Runtime options of the port.
   dtype: str = 'float32'            # backbone compute dtype; heads always run in float32
-  attention_impl: str = 'xla'       # 'xla' (einsum + softmax) or 'cudnn' (GPU, bf16/fp16)
+  # 'xla' (einsum + softmax), 'cudnn' (GPU, bf16/fp16) or 'pallas' (fused RoPE + flash attention,
+  # pallas_kernels/rope_attention.py: Mosaic GPU kernels on a GPU, bf16/fp16; on a CPU backend the
+  # kernels run in Pallas interpret mode automatically, any dtype, slowly: for tests)
+  attention_impl: str = 'xla'
   remat_policy: str = 'none'        # rematerialisation of each scanned block
 
   def __post_init__(self):
