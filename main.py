@@ -6,6 +6,9 @@
 `--config` is an ml_collections config file (with an optional `:variant`), any field overridable as
 `--config.a.b=value`; `config.mode` picks the job. The same command in the same workdir resumes.
 """
+import re
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -30,5 +33,18 @@ def main(argv):
     raise SystemExit(f"main.py: config.mode={config.mode!r} is not a job; choose 'train'")
 
 
+def parse_flags_or_exit(argv):
+  """Parse the flags up front so that a typo in --config / --config.x.y ends in one line, not a
+  traceback from inside the flag parser."""
+  try:
+    FLAGS(argv)
+  except flags.Error:
+    return  # absl's own messages (missing or unknown flags) are already one clear line: app.run shows them
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    message = re.sub(r'\s+', ' ', str(e).replace('\\n', ' ').replace("\\'", "'")).strip(' \'"')
+    sys.exit(f'main.py: bad --config: {message}')
+
+
 if __name__ == '__main__':
+  parse_flags_or_exit(sys.argv)
   app.run(main)

@@ -4,7 +4,9 @@ downloadable everywhere).
     python -m data.synthetic --output=DIR --split=train --num_clips=4 --num_frames=60 [--size=512]
 
 writes DIR/SPLIT/<name>.npz (official keys, spec dynadust3r.md §b) and
-DIR/lefteye-perspective/SPLIT/<name>-left_rectified.mp4 (H.264, 29.97 fps).
+DIR/lefteye-perspective/SPLIT/<name>-left_rectified.mp4 (H.264, 29.97 fps). From Python:
+`write_clips(...)` does the same, `make_clip(seed, num_frames, size)` returns one clip's arrays with
+its frames, depth and object-id maps.
 
 A clip has real geometry: a camera moves smoothly through a textured box room in which 3–5 textured
 spheres and boxes move rigidly and pass in front of each other. Frames are rendered by ray casting
@@ -13,12 +15,16 @@ spheres and boxes move rigidly and pass in front of each other. Frames are rende
 fx = fy = (W/2)/tan(hfov/2) and centre (W/2, H/2), pixel (row i, col j) spans [j, j+1) × [i, i+1).
 
 Tracks are made like the release's BootsTAP tracks: every 10th frame a jittered grid of query points
-(128 per side, at most one per pixel) is unprojected onto the visible surface, and each query becomes
+(64 per side, at most one per pixel) is unprojected onto the visible surface, and each query becomes
 a point fixed in its body's frame, followed through all frames. A query is dropped if an older track
 is seen in its grid cell at the query frame (the release prunes tracks landing on the same pixel).
+The release queries 128 × 128 points but keeps only ~25k of a clip's ~300k queries; the 64 grid gives
+its density of a few thousand tracks per frame at 512 × 512.
+
 An observation is kept iff the point is in front of the camera, at most 20 m deep, inside the image,
-the first hit of the ray through it, on the body seen at its pixel, and viewed less than 75° from
-its surface normal. Tracks with fewer than 2 observations are dropped.
+the first hit of the ray through it (exact, float64), on the body seen at its pixel (so pointmaps
+built from tracks agree with the image), and viewed less than 75° from its surface normal. Tracks
+with fewer than 2 observations are dropped.
 
 Colours are a procedural texture of a point's position in its body's frame times a Lambertian shading
 fixed in that frame, so a tracked point keeps its colour in every frame (up to H.264 loss).
@@ -38,13 +44,13 @@ from absl import app, flags, logging
 FPS = fractions.Fraction(30000, 1001)      # Stereo4D clips are consecutive 29.97 fps frames
 MAX_DEPTH = 20.0                           # m: the release discards deeper stereo depth
 QUERY_EVERY = 10                           # frames between query frames (BootsTAP setup of the release)
-QUERY_GRID = 128                           # query points per image side (128 × 128 on 512 × 512)
+QUERY_GRID = 64                            # query points per image side (fewer when the image is smaller)
 QUERY_JITTER = 0.5                         # jitter span of a query, as a fraction of the grid spacing
 MAX_VIEW_ANGLE = 75.0                      # deg between the view ray and the normal of a kept observation
 SAME_POINT_RTOL = 1e-6                     # depth tolerance of "the first hit of the ray is the point"
 AMBIENT = 0.45                             # shading = AMBIENT + (1 - AMBIENT) · max(0, n·light)
 NUM_WAVES = 6                              # sinusoids per texture
-CRF = 18                                   # x264 quality
+CRF = 15                                   # x264 quality
 X264_THREADS = 4                           # fixed: x264's output depends on its thread count
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)           # fixed npz member timestamps (np.savez uses the clock)
 VIDEO_DIR = 'lefteye-perspective'          # official layout, as data.pipeline reads it
@@ -59,9 +65,9 @@ NPZ_KEYS = ('name', 'video_id', 'timestamps', 'camera2world', 'track_lengths', '
 class Texture:
   """Procedural colour of a body, a function of the position x (m) in the body's frame."""
   base: np.ndarray            # (3,) RGB in [0, 1]
-  cell: float                 # checkerboard cell size (m)
+  cell: np.ndarray            # () checkerboard cell size (m)
   cell_offset: np.ndarray     # (3,)
-  checker: np.ndarray         # (3,) RGB added (+) or removed (−) on alternate cells
+  checker: np.ndarray         # (3,) RGB added on odd cells, removed on even ones
   waves: np.ndarray           # (K, 3) wave vectors (rad/m)
   wave_phase: np.ndarray      # (K,)
   wave_colour: np.ndarray     # (K, 3)
@@ -74,10 +80,10 @@ class Texture:
     """(3, n) points and unit normals in the body's frame → (3, n) shaded RGB in [0, 1]."""
     parity = np.floor((x + self.cell_offset[:, None]) / self.cell).sum(0) % 2
     rgb = self.base[:, None] + (2 * parity - 1) * self.checker[:, None]
-    rgb = rgb + self.wave_colour.T @ np.sin(self.waves @ x + self.wave_phase[:, None])
-    dist2 = (x * x).sum(0) - 2 * self.blob_centre @ x + (self.blob_centre ** 2).sum(1)[:, None]
-    rgb = rgb + self.blob_colour.T @ np.exp(-dist2 / self.blob_radius[:, None] ** 2)
-    shade = AMBIENT + (1 - AMBIENT) * np.maximum(self.light @ normal, 0.0)
+    rgb = rgb + _mul(self.wave_colour.T, np.sin(_mul(self.waves, x) + self.wave_phase[:, None]))
+    dist2 = (x * x).sum(0) - 2 * _mul(self.blob_centre, x) + (self.blob_centre ** 2).sum(1)[:, None]
+    rgb = rgb + _mul(self.blob_colour.T, np.exp(-dist2 / self.blob_radius[:, None] ** 2))
+    shade = AMBIENT + (1 - AMBIENT) * np.maximum(_mul(self.light[None], normal)[0], 0.0)
     return np.clip(rgb, 0, 1) * shade
 
 
@@ -155,6 +161,11 @@ def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
   return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
 
 
+def _mul(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+  """(k, m) @ (m, n) for small k, m without BLAS, whose threads stall on a busy CPU (10× slower)."""
+  return np.einsum('km,mn->kn', a, x)
+
+
 def _unit(rng: np.random.Generator, n: int | None = None) -> np.ndarray:
   """Uniformly random unit vector(s), (3,) or (n, 3)."""
   v = rng.normal(size=(3,) if n is None else (n, 3))
@@ -173,22 +184,28 @@ def _sway_freq(rng: np.random.Generator, periods: tuple[float, float], n: int = 
 # --- scene ------------------------------------------------------------------------------------------
 
 
-def _random_texture(rng: np.random.Generator, half_size: np.ndarray, num_blobs: int,
-                    blob_radius: tuple[float, float]) -> Texture:
-  """A checkerboard + sinusoids + colour blobs (inside the body's box) texture with a fixed light."""
-  cell = rng.uniform(0.15, 0.45)
-  wavelength = rng.uniform(0.15, 1.2, NUM_WAVES)
-  return Texture(
+def _random_texture(rng: np.random.Generator, half_size: np.ndarray, cell_size: tuple[float, float],
+                    num_blobs: int, blob_radius: tuple[float, float]) -> Texture:
+  """A checkerboard + sinusoids + colour blobs (inside the body's box) texture with a fixed light.
+
+  Like natural images, fine detail is mostly brightness and colour varies smoothly (blobs): H.264's
+  yuv420p keeps colour at half resolution. The arrays are float32, the precision frames are rendered in.
+  """
+  cell = rng.uniform(*cell_size)
+  wavelength = rng.uniform(0.3, 1.5, NUM_WAVES)
+  params = dict(
       base=rng.uniform(0.25, 0.75, 3), cell=cell, cell_offset=rng.uniform(0, cell, 3),
-      checker=rng.uniform(0.08, 0.2, 3) * rng.choice([-1, 1], 3),
+      checker=rng.uniform(0.08, 0.2) + rng.uniform(-0.02, 0.02, 3),
       waves=_unit(rng, NUM_WAVES) * (2 * np.pi / wavelength)[:, None],
-      wave_phase=rng.uniform(0, 2 * np.pi, NUM_WAVES), wave_colour=rng.uniform(-0.07, 0.07, (NUM_WAVES, 3)),
+      wave_phase=rng.uniform(0, 2 * np.pi, NUM_WAVES),
+      wave_colour=rng.uniform(-0.07, 0.07, (NUM_WAVES, 1)) + rng.uniform(-0.01, 0.01, (NUM_WAVES, 3)),
       blob_centre=rng.uniform(-half_size, half_size, (num_blobs, 3)),
       blob_radius=rng.uniform(*blob_radius, num_blobs), blob_colour=rng.uniform(-0.35, 0.35, (num_blobs, 3)),
       light=_unit(rng))
+  return Texture(**{name: np.asarray(value, np.float32) for name, value in params.items()})
 
 
-def _static_body(kind, half_size, centre, texture) -> Body:
+def _static_body(kind: str, half_size: np.ndarray, centre: np.ndarray, texture: Texture) -> Body:
   zero = np.zeros(3)
   return Body(kind, half_size, centre, zero, zero, zero, np.array([1.0, 0, 0]), 0.0, np.eye(3), texture)
 
@@ -198,7 +215,7 @@ def _random_room(rng: np.random.Generator) -> Body:
   lo = np.array([-rng.uniform(5, 7), -rng.uniform(2, 3), -rng.uniform(4, 6)])    # left, ceiling, behind
   hi = np.array([rng.uniform(5, 7), rng.uniform(1.3, 1.7), rng.uniform(11, 15)])  # right, floor, ahead
   half = (hi - lo) / 2
-  return _static_body('room', half, (hi + lo) / 2, _random_texture(rng, half, 12, (0.5, 2.0)))
+  return _static_body('room', half, (hi + lo) / 2, _random_texture(rng, half, (0.3, 0.8), 8, (0.5, 2.0)))
 
 
 def _random_object(rng: np.random.Generator, kind: str, floor: float) -> Body:
@@ -209,7 +226,7 @@ def _random_object(rng: np.random.Generator, kind: str, floor: float) -> Body:
   centre = np.array([rng.uniform(-2, 2), rng.uniform(-1.0, floor - reach - sway[1]), rng.uniform(4, 8)])
   return Body(kind, half, centre, sway, _sway_freq(rng, (60, 160)), rng.uniform(0, 2 * np.pi, 3), _unit(rng),
               np.deg2rad(rng.uniform(1, 4)), _random_rotation(rng),
-              _random_texture(rng, half, 3, (0.3 * half.min(), 0.8 * half.max())))
+              _random_texture(rng, half, (0.12, 0.3), 3, (0.3 * half.min(), 0.8 * half.max())))
 
 
 def _random_camera(rng: np.random.Generator) -> CameraPath:
@@ -261,7 +278,7 @@ def _hit_box(origin, dirs, half):
 def _hit_sphere(origin, dirs, half):
   """Ray parameter of the first hit of the sphere (radius half[0]) from outside, (n,); inf if missed."""
   a = (dirs * dirs).sum(0)
-  b = origin @ dirs
+  b = _mul(origin[None], dirs)[0]
   disc = b * b - a * (origin @ origin - half[0] ** 2)
   s = (-b - np.sqrt(np.maximum(disc, 0))) / a
   return np.where((disc >= 0) & (s > 0), s, np.inf)
@@ -292,21 +309,20 @@ def cast(bodies: list[Body], rotations: np.ndarray, positions: np.ndarray, origi
   best, body = np.full(dirs.shape[1], np.inf, dtype), np.zeros(dirs.shape[1], np.int64)
   local_rays = []
   for b, (spec, rot, pos) in enumerate(zip(bodies, rotations, positions)):
-    o, d = (rot.T @ (origin - pos)).astype(dtype), rot.T.astype(dtype) @ dirs   # scene → body frame
+    o, d = (rot.T @ (origin - pos)).astype(dtype), _mul(rot.T.astype(dtype), dirs)   # scene → body frame
     s = HIT[spec.kind](o, d, spec.half_size.astype(dtype))
     nearer = s < best
-    best[nearer], body[nearer] = s[nearer], b
+    best, body = np.where(nearer, s, best), np.where(nearer, b, body)
     local_rays.append((o, d))
   local = np.empty_like(dirs)
   for b, (o, d) in enumerate(local_rays):
-    hit = body == b
-    local[:, hit] = o[:, None] + best[hit] * d[:, hit]
+    np.copyto(local, o[:, None] + best * d, where=body == b)
   return best, body, local
 
 
 def camera_rays(u: np.ndarray, v: np.ndarray, rotation: np.ndarray, size: int, focal: float) -> np.ndarray:
   """(3, n) scene directions of the rays through image points (u, v), scaled to camera z = 1."""
-  return rotation @ np.stack([(u - size / 2) / focal, (v - size / 2) / focal, np.ones_like(u)])
+  return _mul(rotation, np.stack([(u - size / 2) / focal, (v - size / 2) / focal, np.ones_like(u)]))
 
 
 def render_frame(scene: Scene, t: int, size: int, focal: float) -> RenderedFrame:
@@ -320,8 +336,9 @@ def render_frame(scene: Scene, t: int, size: int, focal: float) -> RenderedFrame
                             camera_rays(u.ravel(), v.ravel(), rotation, size, focal).astype(np.float32))
   rgb = np.empty_like(local)
   for b, spec in enumerate(scene.bodies):
-    hit = body == b
-    rgb[:, hit] = spec.texture.colour(local[:, hit], surface_normal(spec.kind, local[:, hit], spec.half_size))
+    hit = np.flatnonzero(body == b)
+    x = np.take(local, hit, axis=1)
+    rgb[:, hit] = spec.texture.colour(x, surface_normal(spec.kind, x, spec.half_size))
   image = np.round(rgb.T * 255).astype(np.uint8).reshape(size, size, 3)
   return RenderedFrame(rotation, centre, rotations, positions, image, depth.reshape(size, size),
                        body.reshape(size, size).astype(np.uint8))
@@ -339,7 +356,7 @@ def observe(bodies: list[Body], frame: RenderedFrame, tracks: Tracks, focal: flo
   size = frame.depth.shape[0]
   rot = frame.body_rotations[tracks.body]
   xyz = np.einsum('nij,jn->in', rot, tracks.local) + frame.body_positions[tracks.body].T
-  cam = frame.rotation.T @ (xyz - frame.centre[:, None])
+  cam = _mul(frame.rotation.T, xyz - frame.centre[:, None])
   z = cam[2]
   with np.errstate(divide='ignore', invalid='ignore'):
     uv = focal * cam[:2] / z + size / 2
@@ -432,13 +449,13 @@ def focal_length(size: int, hfov: float) -> float:
 
 def _apply(transform: np.ndarray, x: np.ndarray) -> np.ndarray:
   """(3, 4) [R | t] applied to (3, n) points."""
-  return transform[:, :3] @ x + transform[:, 3:]
+  return _mul(transform[:, :3], x) + transform[:, 3:]
 
 
 def _clip_identity(rng: np.random.Generator, num_frames: int) -> tuple[str, np.ndarray]:
   """A YouTube-like 11-character video id and (T,) µs timestamps of consecutive 29.97 fps frames."""
   video_id = ''.join(rng.choice(list(VIDEO_ID_CHARS), 11))
-  frame_us = 1e6 / FPS
+  frame_us = 10 ** 6 / FPS
   start = round(int(rng.integers(0, 100_000)) * frame_us)    # on the source video's frame grid
   return video_id, np.round(start + np.arange(num_frames) * float(frame_us)).astype(np.int64)
 
