@@ -34,17 +34,16 @@ def main(argv):
 
 
 def parse_flags_or_exit(argv):
-  """Parse the flags up front so that a typo in --config / --config.x.y ends in one line, not a
-  traceback from inside the flag parser."""
+  """absl's flag parsing, except that an error — a typo in --config.x.y included, which ml_collections
+  raises from inside the parser — ends in one line instead of a traceback."""
   try:
-    FLAGS(argv)
-  except flags.Error:
-    return  # absl's own messages (missing or unknown flags) are already one clear line: app.run shows them
+    return FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f'main.py: {e}\nPass --helpshort or --helpfull to see help on flags.')
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     message = re.sub(r'\s+', ' ', str(e).replace('\\n', ' ').replace("\\'", "'")).strip(' \'"')
     sys.exit(f'main.py: bad --config: {message}')
 
 
 if __name__ == '__main__':
-  parse_flags_or_exit(sys.argv)
-  app.run(main)
+  app.run(main, flags_parser=parse_flags_or_exit)

@@ -72,7 +72,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   if variant == 'demo':  # synthetic Stereo4D-format clips made in the workdir when no data root is given
     c.data.synthetic = ml_collections.ConfigDict(dict(num_clips=6, num_frames=24, size=64))
     c.data.augment = False
-    c.num_steps = 300
+    c.num_steps = 200
     c.keep_best = 2
   elif variant not in ('', 'tiny'):
     raise ValueError(f'configs/stereo4d.py: unknown variant {variant!r}; choose "", "tiny" or "demo"')

@@ -80,3 +80,17 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
   a, b = _metrics(tmp_path / 'a'), _metrics(tmp_path / 'b')
   assert [m['step'] for m in b] == list(range(1, 17))
   assert a == b
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config=configs/stereo4d.py:demo', '--config.optimizer.learnin_rate=1'],
+     'main.py: bad --config: learnin_rate\' Did you mean "learning_rate"'),
+    (['--config=configs/stereo4d.py:tiny'], 'main.py: config.data.root is empty: give --config.data.root='),
+    (['--config=configs/stereo4d.py:tiny', '--config.data.root=/nonexistent'],
+     'main.py: /nonexistent: no usable Stereo4D clip'),
+])
+def test_user_errors_end_in_one_line(tmp_path, args, message):
+  out = subprocess.run([sys.executable, 'main.py', f'--workdir={tmp_path}/w', *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode != 0 and 'Traceback' not in out.stderr
+  assert message in out.stderr

@@ -9,16 +9,24 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from dynadust3r_jax.evaluation import dynadust3r_metrics
 from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss
 
 
-def forward_and_loss(graphdef, params, batch, alpha):
-  """The model on a batch and its loss: DynaDUSt3R's six terms, or DUSt3R's two."""
+def _forward_and_loss(graphdef, params, batch, alpha):
+  """(is DynaDUSt3R, outputs, (loss, metrics)): DynaDUSt3R's six-term loss, or DUSt3R's two."""
   model = nnx.merge(graphdef, params)
   view1, view2 = {'img': batch['img1']}, {'img': batch['img2']}
   if model.cfg.arch == 'DynaDUSt3R':
-    return dynadust3r_loss(*model(view1, view2, batch['query_times']), batch, alpha)
-  return dust3r_loss(*model(view1, view2), batch, alpha)
+    res = model(view1, view2, batch['query_times'])
+    return True, res, dynadust3r_loss(*res, batch, alpha)
+  res = model(view1, view2)
+  return False, res, dust3r_loss(*res, batch, alpha)
+
+
+def forward_and_loss(graphdef, params, batch, alpha):
+  """The model on a batch → (loss, metrics)."""
+  return _forward_and_loss(graphdef, params, batch, alpha)[2]
 
 
 def make_train_step(graphdef, optimizer, schedule, alpha):
@@ -43,7 +51,10 @@ def make_train_step(graphdef, optimizer, schedule, alpha):
 
 
 def make_eval_step(graphdef, alpha):
+  """Validation: the loss terms, plus the median-scaled evaluation metrics for DynaDUSt3R."""
   def step(params, batch):
-    loss, metrics = forward_and_loss(graphdef, params, batch, alpha)
+    dyna, res, (loss, metrics) = _forward_and_loss(graphdef, params, batch, alpha)
+    if dyna:
+      metrics.update(dynadust3r_metrics(*res, batch))
     return dict(metrics, loss=loss)
   return step
