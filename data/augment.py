@@ -1,4 +1,4 @@
-"""Photometric augmentation of the two input views (spec dynadust3r.md §c.3), numpy + Pillow.
+"""Photometric augmentation of the two input views (spec dynadust3r.md §c.3), uint8 with numpy + Pillow.
 
 The unofficial DynaDUSt3R recipe (Albumentations, each image independently, no geometric change —
 the pointmaps stay aligned with the pixels):
@@ -19,23 +19,13 @@ P_JPEG, JPEG_QUALITY = 0.5, (30, 100)
 P_BLUR, BLUR_CHOICES = 0.2, (('motion', 0.2), ('median', 0.1), ('box', 0.1))  # OneOf weights
 
 
-def _rgb_to_hsv(rgb):
-  """(..., 3) float RGB in [0, 255] → hue [0, 360), saturation and value in [0, 255]."""
-  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-  v = rgb.max(-1)
-  c = v - rgb.min(-1)
-  s = np.where(v > 0, 255.0 * c / np.maximum(v, 1e-6), 0.0)
-  safe_c = np.maximum(c, 1e-6)
-  h = np.where(v == r, (g - b) / safe_c, np.where(v == g, 2.0 + (b - r) / safe_c, 4.0 + (r - g) / safe_c))
-  h = np.where(c > 0, (h * 60.0) % 360.0, 0.0)
-  return np.stack([h, s, v], -1)
-
-
-def _hsv_to_rgb(hsv):
-  h, s, v = hsv[..., 0] / 60.0, hsv[..., 1] / 255.0, hsv[..., 2]
-  k = lambda n: (n + h) % 6
-  f = lambda n: v - v * s * np.clip(np.minimum(k(n), 4 - k(n)), 0, 1)
-  return np.stack([f(5), f(3), f(1)], -1)
+def _shift_hsv(img, rng):
+  """Hue, saturation and value shifts in Pillow's uint8 HSV (hue 0..255 = 0..360°), like OpenCV's."""
+  hsv = np.asarray(Image.fromarray(img).convert('HSV')).astype(np.int16)
+  hsv[..., 0] = (hsv[..., 0] + int(round(rng.uniform(-HUE_SHIFT_DEG, HUE_SHIFT_DEG) * 256 / 360))) % 256
+  hsv[..., 1] = np.clip(hsv[..., 1] + int(round(rng.uniform(-SAT_SHIFT, SAT_SHIFT))), 0, 255)
+  hsv[..., 2] = np.clip(hsv[..., 2] + int(round(rng.uniform(-VAL_SHIFT, VAL_SHIFT))), 0, 255)
+  return np.asarray(Image.fromarray(hsv.astype(np.uint8), 'HSV').convert('RGB'))
 
 
 def _motion_kernel(rng):
@@ -54,9 +44,10 @@ def _blur(img, rng):
   kind = rng.choice(names, p=np.array(weights) / sum(weights))
   if kind == 'median':
     return ndimage.median_filter(img, size=(3, 3, 1))
-  if kind == 'box':
-    return ndimage.uniform_filter(img, size=(3, 3, 1))
-  return ndimage.convolve(img, _motion_kernel(rng)[..., None], mode='reflect')
+  kernel = np.full((3, 3), 1 / 9, np.float32) if kind == 'box' else _motion_kernel(rng).astype(np.float32)
+  x = img.astype(np.float32)
+  out = np.stack([ndimage.correlate(x[..., c], kernel, mode='reflect') for c in range(3)], axis=-1)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _jpeg(img, rng):
@@ -67,20 +58,16 @@ def _jpeg(img, rng):
 
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
   """(H, W, 3) uint8 RGB → augmented (H, W, 3) uint8, with randomness only from rng."""
-  x = image.astype(np.float32)
+  out = image
   if rng.random() < P_BRIGHTNESS_CONTRAST:
     alpha = 1.0 + rng.uniform(-CONTRAST_LIMIT, CONTRAST_LIMIT)
     beta = rng.uniform(-BRIGHTNESS_LIMIT, BRIGHTNESS_LIMIT) * 255.0
-    x = np.clip(x * alpha + beta, 0, 255)
+    out = np.clip(np.rint(out.astype(np.float32) * alpha + beta), 0, 255).astype(np.uint8)
   if rng.random() < P_HSV:
-    hsv = _rgb_to_hsv(x)
-    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-HUE_SHIFT_DEG, HUE_SHIFT_DEG)) % 360.0
-    hsv[..., 1] = np.clip(hsv[..., 1] + rng.uniform(-SAT_SHIFT, SAT_SHIFT), 0, 255)
-    hsv[..., 2] = np.clip(hsv[..., 2] + rng.uniform(-VAL_SHIFT, VAL_SHIFT), 0, 255)
-    x = _hsv_to_rgb(hsv)
+    out = _shift_hsv(out, rng)
   if rng.random() < P_GRAY:
-    x = np.repeat((x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None], 3, axis=-1)
-  out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    gray = np.rint(out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    out = np.repeat(np.clip(gray, 0, 255).astype(np.uint8)[..., None], 3, axis=-1)
   if rng.random() < P_JPEG:
     out = _jpeg(out, rng)
   if rng.random() < P_BLUR:

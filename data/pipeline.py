@@ -74,7 +74,7 @@ def _listdir(path):
 class OpenClip(Protocol):
   num_frames: int                      # frames usable for sampling
 
-  def frame(self, t: int) -> Frame: ...
+  def frame(self, t: int, with_image: bool = True) -> Frame: ...
 
 
 class ClipSource(Protocol):
@@ -135,7 +135,8 @@ class DrawExample(grain.transforms.RandomMap):
   def _example(self, index, rng):
     clip = self.clips.open(index)
     ids = sampling.sample_triplet(rng, clip.num_frames, self.max_frame_window)
-    frames = tuple(clip.frame(t) for t in ids)
+    # the middle frame contributes geometry only: its image is never decoded
+    frames = (clip.frame(ids[0]), clip.frame(ids[1], with_image=False), clip.frame(ids[2]))
     if self.augment_images:  # the input views only (l and r); the targets are geometric
       frames = (dataclasses.replace(frames[0], image=augment(frames[0].image, rng)), frames[1],
                 dataclasses.replace(frames[2], image=augment(frames[2].image, rng)))

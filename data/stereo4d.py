@@ -31,7 +31,7 @@ MOTION_TARGETS = {'l2m': (0, 1), 'r2m': (2, 1), 'l2r': (0, 2), 'r2l': (2, 0)}  #
 @dataclasses.dataclass
 class Frame:
   """What one clip frame contributes to an example."""
-  image: np.ndarray          # (H, W, 3) uint8 RGB
+  image: np.ndarray | None   # (H, W, 3) uint8 RGB; None when only the geometry is needed
   camera2world: np.ndarray   # (3, 4)
   track_ids: np.ndarray      # (n,) int: tracks observed in this frame
   track_xyz: np.ndarray      # (n, 3) world positions of those observations
@@ -39,12 +39,19 @@ class Frame:
 
 @dataclasses.dataclass
 class Clip:
-  """The geometry of one clip: cameras and its sparse tracks (official arrays)."""
+  """The geometry of one clip: cameras and its sparse tracks (the official arrays, with the
+  observations reordered by frame so that one frame's tracks are a slice)."""
   name: str
   camera2world: np.ndarray       # (T, 3, 4)
-  track_ids: np.ndarray          # (ΣN_k,) track of each observation = repeat(arange(N), track_lengths)
-  track_indices: np.ndarray      # (ΣN_k,) frame of each observation
+  track_ids: np.ndarray          # (ΣN_k,) track of each observation (repeat(arange(N), track_lengths))
+  track_indices: np.ndarray      # (ΣN_k,) frame of each observation, sorted
   track_coordinates: np.ndarray  # (ΣN_k, 3)
+
+  def __post_init__(self):
+    order = np.argsort(self.track_indices, kind='stable')
+    self.track_ids, self.track_indices = self.track_ids[order], self.track_indices[order]
+    self.track_coordinates = self.track_coordinates[order]
+    self._starts = np.searchsorted(self.track_indices, np.arange(len(self.camera2world) + 1))
 
   @property
   def num_frames(self) -> int:
@@ -54,8 +61,8 @@ class Clip:
   def num_tracks(self) -> int:
     return int(self.track_ids[-1]) + 1 if len(self.track_ids) else 0
 
-  def frame(self, t: int, image: np.ndarray) -> Frame:
-    seen = self.track_indices == t
+  def frame(self, t: int, image: np.ndarray | None) -> Frame:
+    seen = slice(self._starts[t], self._starts[t + 1])
     return Frame(image, self.camera2world[t], self.track_ids[seen], self.track_coordinates[seen])
 
   def dense_tracks(self) -> np.ndarray:
@@ -141,7 +148,7 @@ def build_example(frames: tuple[Frame, Frame, Frame], frame_ids: tuple[int, int,
   """
   if pixel_rounding not in PIXEL_ROUNDINGS:
     raise ValueError(f'pixel_rounding={pixel_rounding!r}; choose from {PIXEL_ROUNDINGS}')
-  l, m, r = frame_ids
+  l, m, r = frame_ids                      # frame m contributes geometry only (its image may be None)
   h, w = frames[0].image.shape[:2]
   K = intrinsics(w, h, hfov)
   w2c = [world_to_camera(f.camera2world) for f in frames]
@@ -180,7 +187,10 @@ def _scatter(pixel, values, hw):
 
 def _normalise(image):
   """uint8 RGB → float32 in [-1, 1] (DUSt3R's ImgNorm)."""
-  return image.astype(np.float32) / 127.5 - 1.0
+  out = image.astype(np.float32)
+  out *= 1 / 127.5
+  out -= 1.0
+  return out
 
 
 class Mp4Clip:
@@ -194,14 +204,15 @@ class Mp4Clip:
       warnings.warn(f'{mp4_path}: {len(self.video)} frames for {self.clip.num_frames} cameras; using the '
                     f'first {self.num_frames}')
 
-  def frame(self, t: int) -> Frame:
+  def frame(self, t: int, with_image: bool = True) -> Frame:
     if not 0 <= t < self.num_frames:
       raise BadClip(f'{self.clip.name}: frame {t} outside the clip ({self.num_frames} frames)')
-    return self.clip.frame(t, self.video[t])
+    return self.clip.frame(t, self.video[t] if with_image else None)
 
 
 def make_example(npz_path: str, mp4_path: str, frames: tuple[int, int, int], *, hfov: float = 60.0,
                  pixel_rounding: str = 'floor') -> dict:
   """`build_example` for triplet `frames` = (l, m, r) of the clip stored in npz_path + mp4_path."""
   clip = Mp4Clip(npz_path, mp4_path)
-  return build_example(tuple(clip.frame(t) for t in frames), frames, hfov=hfov, pixel_rounding=pixel_rounding)
+  triplet = (clip.frame(frames[0]), clip.frame(frames[1], with_image=False), clip.frame(frames[2]))
+  return build_example(triplet, frames, hfov=hfov, pixel_rounding=pixel_rounding)
