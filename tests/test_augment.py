@@ -9,6 +9,12 @@ def _image(seed=0):
   return rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)
 
 
+def test_median3x3_matches_scipy():
+  from scipy import ndimage
+  img = _image(3)
+  np.testing.assert_array_equal(augment.median3x3(img), ndimage.median_filter(img, size=(3, 3, 1), mode='nearest'))
+
+
 def test_deterministic_given_rng_and_shape_preserving():
   img = _image()
   a = augment.augment(img, np.random.default_rng(5))
