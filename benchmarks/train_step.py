@@ -38,7 +38,8 @@ def random_batch(batch, size, rng):
   b = {'img1': rng.uniform(-1, 1, shape + (3,)), 'img2': rng.uniform(-1, 1, shape + (3,)),
        'query_times': np.tile(np.float32([0.5, 1, 0]), (1, batch, 1)),
        'pts3d1': rng.normal(0, 1, shape + (3,)) + [0, 0, 4], 'pts3d2': rng.normal(0, 1, shape + (3,)) + [0, 0, 4],
-       'valid1': rng.random(shape) < 0.1, 'valid2': rng.random(shape) < 0.1}
+       'valid1': rng.random(shape) < 0.1, 'valid2': rng.random(shape) < 0.1,
+       'num_skipped': np.zeros((1, batch), np.int32)}
   for name in ('l2m', 'r2m', 'l2r', 'r2l'):
     b[f'target_{name}'] = rng.normal(0, 1, shape + (3,)) + [0, 0, 4]
     b[f'valid_{name}'] = rng.random(shape) < 0.05
@@ -50,7 +51,8 @@ def time_step(config, cfg, batch, size):
   optimizer = make_optimizer(config.optimizer, config.num_steps)
   step = jax.jit(make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, config.num_steps),
                                  config.loss_alpha), donate_argnums=0)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params)}
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
+           'data_skipped': jnp.zeros((), jnp.int32)}
   data = random_batch(batch, size, np.random.default_rng(0))
   for _ in range(2):
     state, metrics = step(state, data)

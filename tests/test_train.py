@@ -27,6 +27,7 @@ def test_sharded_step_equals_single_device():
                        text=True, timeout=600, check=True)
   r = json.loads(out.stdout.strip().splitlines()[-1])
   assert r['fsdp_sharded_params'] > 50                     # FSDP really split parameters
+  assert r['data_skipped'] == [8, 8]                         # the pipeline's skip counts, summed in the step
   assert r['loss'][0] == pytest.approx(r['loss'][1], rel=1e-6)
   assert r['grad_norm'][0] == pytest.approx(r['grad_norm'][1], rel=1e-5)
   # Adam's first step is lr·g/|g|: float32 noise on |g| ≈ eps shows up, bounded well below the step

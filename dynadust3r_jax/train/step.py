@@ -1,7 +1,7 @@
 """The training step: one pure function of (state, batch), jitted once with donated state.
 
-state = {'step', 'params' (nnx.State of the model's Params), 'opt_state'}; batch = the data
-pipeline's arrays shaped (accum, micro_batch, ...). Gradients of the micro-batches are summed in a
+state = {'step', 'params' (nnx.State of the model's Params), 'opt_state', 'data_skipped' (samples the
+pipeline replaced so far)}; batch = the data pipeline's arrays shaped (accum, micro_batch, ...). Gradients of the micro-batches are summed in a
 `lax.scan` inside the step (one compiled program, the all-reduce overlapping the last micro-step).
 """
 import jax
@@ -45,7 +45,10 @@ def make_train_step(graphdef, optimizer, schedule, alpha):
     metrics = jax.tree.map(jnp.mean, metrics)
     metrics.update(grad_norm=optax.global_norm(grads), learning_rate=schedule(state['step']),
                    skipped_updates=opt_state.total_notfinite)
-    new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(params, updates), 'opt_state': opt_state}
+    data_skipped = state['data_skipped'] + jnp.sum(batch['num_skipped'])
+    metrics['data_skipped_samples'] = data_skipped
+    new_state = {'step': state['step'] + 1, 'params': optax.apply_updates(params, updates), 'opt_state': opt_state,
+                 'data_skipped': data_skipped}
     return new_state, metrics
   return step
 

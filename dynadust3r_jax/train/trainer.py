@@ -27,7 +27,7 @@ from dynadust3r_jax.train.pictures import save_pictures
 from dynadust3r_jax.train.step import make_eval_step, make_train_step
 
 # batch entries the step uses (the rest — intrinsics, cameras, frame ids — stay on the host)
-DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'valid2',
+DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped',
                *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
 
 
@@ -127,7 +127,8 @@ def train(config, workdir: str):
   graphdef, params = _initial_params(config, cfg)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
   schedule = learning_rate_schedule(config.optimizer, config.num_steps)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params)}
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
+           'data_skipped': jnp.zeros((), jnp.int32)}
   state_shardings = sharding.state_shardings(state, mesh)
   state = jax.device_put(state, state_shardings)
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'), keep_best=config.keep_best)
@@ -164,19 +165,16 @@ def train(config, workdir: str):
 def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
           metrics_path, mesh, accum):
   preemption = _Preemption()
-  skipped_samples = 0
   start = int(state['step'])
   with open(metrics_path, 'a') as metrics_file, tqdm(total=config.num_steps, initial=start, unit='step',
                                                       disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.num_steps + 1):
       batch = next(data_iter)
-      skipped_samples += int(batch['num_skipped'].sum())
       state, metrics = train_step(state, _to_device(batch, sharding.batch_sharding(mesh), accum))
       progress.update(1)
       record = {}
       if step % config.log_every == 0 or step == config.num_steps:
         record = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        record['data_skipped_samples'] = skipped_samples
       if step % config.val_every == 0 or step == config.num_steps:
         record.update(validate(state['params']))
       if record and jax.process_index() == 0:

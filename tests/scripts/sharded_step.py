@@ -24,7 +24,8 @@ def batch(accum, micro, size=32):
   b = {'img1': rng.uniform(-1, 1, shape + (3,)), 'img2': rng.uniform(-1, 1, shape + (3,)),
        'query_times': np.tile(np.float32([0.4, 1, 0]), (accum, micro, 1)),
        'pts3d1': rng.normal(0, 1, shape + (3,)) + [0, 0, 4], 'pts3d2': rng.normal(0, 1, shape + (3,)) + [0, 0, 4],
-       'valid1': rng.random(shape) < 0.3, 'valid2': rng.random(shape) < 0.3}
+       'valid1': rng.random(shape) < 0.3, 'valid2': rng.random(shape) < 0.3,
+       'num_skipped': np.arange(accum * micro, dtype=np.int32).reshape(accum, micro) % 2}
   for name in ('l2m', 'r2m', 'l2r', 'r2l'):
     b[f'target_{name}'] = rng.normal(0, 1, shape + (3,)) + [0, 0, 4]
     b[f'valid_{name}'] = rng.random(shape) < 0.2
@@ -37,7 +38,8 @@ def run(mesh, host_batch):
   graphdef, params, _ = nnx.split(build_model(cfg, 0), nnx.Param, ...)
   run.initial = jax.device_get(params)
   optimizer = make_optimizer(config.optimizer, 10)
-  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params)}
+  state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
+           'data_skipped': jnp.zeros((), jnp.int32)}
   shardings = sharding.state_shardings(state, mesh, min_size=1024)  # tiny model: shard what divides
   step = jax.jit(make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, 10), 0.2),
                  in_shardings=(shardings, sharding.batch_sharding(mesh)), out_shardings=(shardings, None))
@@ -54,6 +56,7 @@ def main():
   diffs = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single))]
   moved = [np.max(np.abs(b - a)) for a, b in zip(jax.tree.leaves(run.initial), jax.tree.leaves(single))]
   print(json.dumps(dict(max_abs_param_diff=float(max(diffs)), max_update=float(max(moved)),
+                        data_skipped=[int(m8['data_skipped_samples']), int(m1['data_skipped_samples'])],
                         loss=[float(m8['loss']), float(m1['loss'])], grad_norm=[float(m8['grad_norm']), float(m1['grad_norm'])],
                         fsdp_sharded_params=fsdp_split)))
 
