@@ -95,3 +95,22 @@ def test_user_errors_end_in_one_line(tmp_path, args, message):
                        text=True, timeout=300)
   assert out.returncode != 0 and 'Traceback' not in out.stderr
   assert message in out.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+  from data import synthetic
+  synthetic.write_clips(str(tmp_path / 'data'), 'train', 2, 12, size=32, seed=0)
+  synthetic.write_clips(str(tmp_path / 'data'), 'test', 1, 12, size=32, seed=1)
+  run = subprocess.Popen([sys.executable, 'main.py', '--config=configs/stereo4d.py:tiny', f'--workdir={tmp_path}/w',
+                          f'--config.data.root={tmp_path}/data', '--config.model.img_size=(32, 32)',
+                          '--config.num_steps=1000', '--config.log_every=1', '--config.checkpoint_every=500',
+                          '--config.val_every=500', '--config.picture_every=1000'], cwd=ROOT,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  while len(_metrics(tmp_path / 'w')) < 3:
+    assert run.poll() is None
+    time.sleep(0.2)
+  run.send_signal(signal.SIGTERM)
+  assert run.wait(timeout=300) == 0
+  step = _metrics(tmp_path / 'w')[-1]['step']
+  assert step < 1000 and (tmp_path / 'w' / 'checkpoints' / str(step)).is_dir()
