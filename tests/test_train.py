@@ -114,3 +114,25 @@ def test_sigterm_saves_and_exits_cleanly(tmp_path):
   assert run.wait(timeout=300) == 0
   step = _metrics(tmp_path / 'w')[-1]['step']
   assert step < 1000 and (tmp_path / 'w' / 'checkpoints' / str(step)).is_dir()
+
+
+def test_training_run_writes_metrics_checkpoints_pictures_and_resumes(tmp_path):
+  """The whole loop in-process on synthetic clips: 4 steps, then the same call resumes to 6."""
+  from data import synthetic
+  from dynadust3r_jax.train.trainer import train
+  synthetic.write_clips(str(tmp_path / 'data'), 'train', 2, 10, size=32, seed=0)
+  synthetic.write_clips(str(tmp_path / 'data'), 'test', 1, 10, size=32, seed=1)
+  config = stereo4d.get_config('tiny')
+  config.data.root = str(tmp_path / 'data')
+  config.model.img_size = (32, 32)
+  config.num_steps, config.log_every, config.val_every, config.checkpoint_every, config.picture_every = 4, 2, 4, 4, 4
+  workdir = tmp_path / 'w'
+  train(config, str(workdir))
+  first = _metrics(workdir)
+  assert [m['step'] for m in first] == [2, 4] and 'val_loss' in first[-1] and 'val_epe3d' in first[-1]
+  assert all(np.isfinite(m['loss']) for m in first) and first[-1]['learning_rate'] == pytest.approx(3e-4)
+  assert (workdir / 'checkpoints' / '4').is_dir() and (workdir / 'pictures' / 'step_0000004.png').is_file()
+  assert any((workdir / 'tensorboard').iterdir())
+  config.num_steps = 6
+  state = train(config, str(workdir))
+  assert int(state['step']) == 6 and [m['step'] for m in _metrics(workdir)] == [2, 4, 6]

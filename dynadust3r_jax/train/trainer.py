@@ -74,11 +74,15 @@ def _initial_params(config, cfg):
 
 
 class _Preemption:
-  """SIGTERM → finish the current step, checkpoint, exit."""
+  """SIGTERM → finish the current step, checkpoint, exit (inside `with`; the old handler returns after)."""
 
-  def __init__(self):
+  def __enter__(self):
     self.requested = False
-    signal.signal(signal.SIGTERM, self._handle)
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
 
   def _handle(self, *_):
     self.requested = True
@@ -164,10 +168,9 @@ def train(config, workdir: str):
 
 def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
           metrics_path, mesh, accum):
-  preemption = _Preemption()
   start = int(state['step'])
-  with open(metrics_path, 'a') as metrics_file, tqdm(total=config.num_steps, initial=start, unit='step',
-                                                      disable=jax.process_index() != 0) as progress:
+  with _Preemption() as preemption, open(metrics_path, 'a') as metrics_file, tqdm(
+      total=config.num_steps, initial=start, unit='step', disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.num_steps + 1):
       batch = next(data_iter)
       state, metrics = train_step(state, _to_device(batch, sharding.batch_sharding(mesh), accum))
