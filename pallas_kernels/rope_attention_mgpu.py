@@ -136,6 +136,20 @@ def _stream(n_steps, stages, gmem_tiles, consumed):
       issue(step + stages, slot, wait=True)
 
 
+def _stream_kv(k_gmem, kcs_gmem, v_gmem, bi, hi, bk, n_steps, stages, rings, bars, done):
+  """The producer warpgroup of the forward and dq kernels: streams the k, k-table and v tiles of
+  (batch bi, head hi) through the shared-memory rings (v's slot reuse waits on v_done, the tables'
+  on k_done, which covers both since they are consumed together)."""
+  plgpu.set_max_registers(40, action='decrease')
+  (k_smems, kcs_smems, v_smems), (k_bars, kcs_bars, v_bars), (k_done, v_done) = rings, bars, done
+
+  def tiles(ki):
+    ks = pl.ds(ki * bk, bk)
+    return [(k_gmem.at[bi, ks, hi], k_smems, k_bars), (kcs_gmem.at[bi, ks], kcs_smems, kcs_bars),
+            (v_gmem.at[bi, ks, hi], v_smems, v_bars)]
+  _stream(n_steps, stages, tiles, [k_done, None, v_done])
+
+
 # ------------------------------------------------------------------------------------------------
 # Forward
 
@@ -198,13 +212,8 @@ def forward(q, k, v, qcs, kcs, *, nk: int, blocks: BlockSizes, interpret):
 
     @pl.when(wg == wgs)
     def _producer():
-      plgpu.set_max_registers(40, action='decrease')
-
-      def tiles(ki):
-        ks = pl.ds(ki * bk, bk)
-        return [(k_gmem.at[bi, ks, hi], k_smems, k_bars), (kcs_gmem.at[bi, ks], kcs_smems, kcs_bars),
-                (v_gmem.at[bi, ks, hi], v_smems, v_bars)]
-      _stream(n_steps, stages, tiles, [k_done, None, v_done])
+      _stream_kv(k_gmem, kcs_gmem, v_gmem, bi, hi, bk, n_steps, stages, (k_smems, kcs_smems, v_smems),
+                 (k_bars, kcs_bars, v_bars), (k_done, v_done))
 
   def entry(*refs):
     pl.run_scoped(
@@ -300,13 +309,8 @@ def _dq(q, k, v, qcs, kcs, do, lse2, delta, *, nk, blocks, interpret):
 
     @pl.when(wg == wgs)
     def _producer():
-      plgpu.set_max_registers(40, action='decrease')
-
-      def tiles(ki):
-        ks = pl.ds(ki * bk, bk)
-        return [(k_gmem.at[bi, ks, hi], k_smems, k_bars), (kcs_gmem.at[bi, ks], kcs_smems, kcs_bars),
-                (v_gmem.at[bi, ks, hi], v_smems, v_bars)]
-      _stream(n_steps, stages, tiles, [k_done, None, v_done])
+      _stream_kv(k_gmem, kcs_gmem, v_gmem, bi, hi, bk, n_steps, stages, (k_smems, kcs_smems, v_smems),
+                 (k_bars, kcs_bars, v_bars), (k_done, v_done))
 
   def entry(*refs):
     own = (_smem((wgs, bq, d), dtype), _smem((wgs, bq, d), jnp.float32), _smem((wgs, bq, d), dtype),
