@@ -13,15 +13,18 @@ from dynadust3r_jax.evaluation import dynadust3r_metrics
 from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss
 
 
+def forward(graphdef, params, batch):
+  """The model on a batch's two views (and query times for DynaDUSt3R) → (res1, res2)."""
+  model = nnx.merge(graphdef, params)
+  views = {'img': batch['img1']}, {'img': batch['img2']}
+  return model(*views, batch['query_times']) if model.cfg.arch == 'DynaDUSt3R' else model(*views)
+
+
 def _forward_and_loss(graphdef, params, batch, alpha):
   """(is DynaDUSt3R, outputs, (loss, metrics)): DynaDUSt3R's six-term loss, or DUSt3R's two."""
-  model = nnx.merge(graphdef, params)
-  view1, view2 = {'img': batch['img1']}, {'img': batch['img2']}
-  if model.cfg.arch == 'DynaDUSt3R':
-    res = model(view1, view2, batch['query_times'])
-    return True, res, dynadust3r_loss(*res, batch, alpha)
-  res = model(view1, view2)
-  return False, res, dust3r_loss(*res, batch, alpha)
+  res = forward(graphdef, params, batch)
+  dyna = 'motion_l2m' in res[0]
+  return dyna, res, (dynadust3r_loss if dyna else dust3r_loss)(*res, batch, alpha)
 
 
 def forward_and_loss(graphdef, params, batch, alpha):

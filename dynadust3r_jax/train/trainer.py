@@ -5,6 +5,7 @@ position, so the resumed run sees exactly the batches it would have seen); on SI
 saves and exits cleanly. Writes `metrics.jsonl` (one JSON object per logged step), TensorBoard events
 (`tensorboard/`), pictures (`pictures/`) and checkpoints (`checkpoints/`).
 """
+import functools
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from dynadust3r_jax.train import sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from dynadust3r_jax.train.pictures import save_pictures
-from dynadust3r_jax.train.step import make_eval_step, make_train_step
+from dynadust3r_jax.train.step import forward, make_eval_step, make_train_step
 
 # batch entries the step uses (the rest — intrinsics, cameras, frame ids — stay on the host)
 DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped',
@@ -147,8 +148,7 @@ def train(config, workdir: str):
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha))
-  predict = jax.jit(lambda p, b: nnx.merge(graphdef, p)({'img': b['img1']}, {'img': b['img2']}, b['query_times'])
-                    if cfg.arch == 'DynaDUSt3R' else nnx.merge(graphdef, p)({'img': b['img1']}, {'img': b['img2']}))
+  predict = jax.jit(functools.partial(forward, graphdef))
   eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
 
   def validate(params):
