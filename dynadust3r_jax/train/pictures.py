@@ -1,45 +1,100 @@
-"""Training pictures: a PNG per logged step showing what the network sees and predicts.
+"""Training pictures: one titled matplotlib figure per picture step, saved as a PNG and sent to TensorBoard.
 
-Rows = examples; columns = frame l, frame r, predicted depth of view 1, GT depth (valid pixels only),
-confidence of view 1, predicted motion magnitude |l→r|, GT motion magnitude where valid.
+Rows = up to `max_rows` examples; columns = view 1, view 2, predicted depth of view 1, GT depth (valid
+pixels only), confidence of view 1 and, for DynaDUSt3R, predicted and GT motion magnitude |l→r|.
+Depth and motion are in the Stereo4D scene's units, pseudo-metric metres (spec dynadust3r.md §b). The
+network predicts up to an unknown scale, so its depth and motion are multiplied by the median scale
+factor s = median(GT depth) / median(predicted depth) over valid pixels (as `evaluation.median_scale`)
+before they share the GT's colour scale.
 """
 import os
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
 from PIL import Image
 
-
-def _colour(x, valid=None, lo=None, hi=None):
-  """(H, W) values → (H, W, 3) uint8 with a blue→green→yellow ramp; invalid pixels black."""
-  valid = np.isfinite(x) if valid is None else valid & np.isfinite(x)
-  if not valid.any():
-    return np.zeros(x.shape + (3,), np.uint8)
-  lo = np.percentile(x[valid], 2) if lo is None else lo
-  hi = np.percentile(x[valid], 98) if hi is None else hi
-  t = np.clip((x - lo) / max(hi - lo, 1e-9), 0, 1)
-  rgb = np.stack([t ** 2, np.sqrt(t) * 0.9, (1 - t) * 0.8 + 0.2 * t], -1)
-  return np.where(valid[..., None], rgb * 255, 0).astype(np.uint8)
+INVALID_COLOUR = (0.5, 0.5, 0.5)  # pixels without GT: neutral grey, outside every colour map
+PANEL_INCHES, DPI = 3.0, 100
+DEPTH_CMAP = matplotlib.colormaps['turbo'].with_extremes(bad=INVALID_COLOUR)
+MOTION_CMAP = matplotlib.colormaps['magma'].with_extremes(bad=INVALID_COLOUR)
+CONF_CMAP = matplotlib.colormaps['viridis'].with_extremes(bad=INVALID_COLOUR)
 
 
-def _image(x):
-  return np.clip((x + 1) * 127.5, 0, 255).astype(np.uint8)
+def panel_titles(res1: dict) -> list[str]:
+  """Column titles ({s}: the median scale factor); the DynaDUSt3R columns only when the model predicts motion."""
+  titles = ['view 1 (frame l)', 'view 2 (frame r)', 'predicted depth, view 1\n× s = {s:.3g} (median-aligned)',
+            'GT depth, view 1\n(grey: no GT)', 'confidence, view 1\n(log colour scale)']
+  if 'motion_l2r' in res1:
+    titles += ['predicted motion |l→r|\n× s = {s:.3g} (median-aligned)', 'GT motion |l→r|\n(grey: no GT)']
+  return titles
 
 
-def save_pictures(path: str, batch: dict, res1: dict, max_rows: int = 2):
-  """batch: the data pipeline's arrays; res1: the model's view-1 outputs (numpy)."""
-  rows = []
-  for b in range(min(max_rows, len(batch['img1']))):
+def _range(values: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, float]:
+  """Percentile colour range of the finite `values`; (0, 1) when there are none, never empty."""
+  values = values[np.isfinite(values)]
+  if values.size == 0:
+    return 0.0, 1.0
+  lo, hi = np.percentile(values, [lo_pct, hi_pct])
+  return float(lo), float(max(hi, lo + 1e-6))
+
+
+def _masked(x: np.ndarray, valid: np.ndarray) -> np.ma.MaskedArray:
+  return np.ma.masked_array(x, ~(valid & np.isfinite(x)))
+
+
+def make_figure(batch: dict, res1: dict, step: int, val_loss: float | None = None, max_rows: int = 2) -> Figure:
+  """The figure of the first `max_rows` examples. batch: the pipeline's arrays; res1: view-1 outputs (numpy)."""
+  titles = panel_titles(res1)
+  rows = min(max_rows, len(batch['img1']))
+  fig = Figure(figsize=(PANEL_INCHES * len(titles), PANEL_INCHES * rows + 0.5), dpi=DPI, layout='constrained')
+  header = f'step {step}' + ('' if val_loss is None else f'    val loss {val_loss:.4f}')
+  fig.suptitle(header, fontsize=16)
+  axes = fig.subplots(rows, len(titles), squeeze=False)
+  for b in range(rows):
     gt_depth, valid = batch['pts3d1'][b, ..., 2], batch['valid1'][b]
-    depth_range = (np.percentile(gt_depth[valid], 2), np.percentile(gt_depth[valid], 98)) if valid.any() else (None, None)
-    panels = [_image(batch['img1'][b]), _image(batch['img2'][b]),
-              _colour(res1['pts3d'][b, ..., 2], None, *depth_range), _colour(gt_depth, valid, *depth_range),
-              _colour(np.log(res1['conf'][b]))]
+    pred_depth = res1['pts3d'][b, ..., 2]
+    scale = 1.0
+    if valid.any() and np.median(pred_depth[valid]) > 0:
+      scale = float(np.median(gt_depth[valid]) / np.median(pred_depth[valid]))
+    depth_norm = Normalize(*_range(gt_depth[valid] if valid.any() else scale * pred_depth, 2, 98))
+    conf = res1['conf'][b]
+    conf_lo, conf_hi = _range(conf[conf > 0], 0, 100)
+    panels = [  # (image, colour map, norm, colour-bar label); colour map None = an RGB image
+        ((batch['img1'][b] + 1) / 2, None, None, None),
+        ((batch['img2'][b] + 1) / 2, None, None, None),
+        (_masked(scale * pred_depth, np.ones_like(valid)), DEPTH_CMAP, depth_norm, 'depth (m)'),
+        (_masked(gt_depth, valid), DEPTH_CMAP, depth_norm, 'depth (m)'),
+        (_masked(conf, conf > 0), CONF_CMAP, LogNorm(conf_lo, conf_hi), 'confidence'),
+    ]
     if 'motion_l2r' in res1:
+      pred_motion = scale * np.linalg.norm(res1['motion_l2r'][b], axis=-1)
       gt_motion = np.linalg.norm(batch['target_l2r'][b] - batch['pts3d1'][b], axis=-1)
       motion_valid = batch['valid_l2r'][b] & valid
-      hi = np.percentile(gt_motion[motion_valid], 98) if motion_valid.any() else None
-      panels += [_colour(np.linalg.norm(res1['motion_l2r'][b], axis=-1), None, 0.0, hi),
-                 _colour(gt_motion, motion_valid, 0.0, hi)]
-    rows.append(np.concatenate(panels, axis=1))
+      motion_norm = Normalize(0.0, _range(gt_motion[motion_valid] if motion_valid.any() else pred_motion, 0, 98)[1])
+      panels += [(_masked(pred_motion, np.ones_like(valid)), MOTION_CMAP, motion_norm, 'motion (m)'),
+                 (_masked(gt_motion, motion_valid), MOTION_CMAP, motion_norm, 'motion (m)')]
+    for ax, title, (image, cmap, norm, label) in zip(axes[b], titles, panels):
+      if cmap is None:
+        shown = ax.imshow(np.clip(image, 0, 1), interpolation='nearest')
+      else:
+        shown = ax.imshow(image, cmap=cmap, norm=norm, interpolation='nearest')
+        fig.colorbar(shown, ax=ax, shrink=0.8, label=label)
+      ax.set_title(title.format(s=scale), fontsize=10)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[b][0].set_ylabel(f'example {b}', fontsize=11)
+  return fig
+
+
+def save_pictures(path: str, batch: dict, res1: dict, step: int, val_loss: float | None = None,
+                  max_rows: int = 2) -> np.ndarray:
+  """Renders `make_figure`, saves it as a PNG at `path` and returns its (H, W, 3) uint8 pixels (for TensorBoard)."""
+  canvas = FigureCanvasAgg(make_figure(batch, res1, step, val_loss, max_rows))
+  canvas.draw()
+  image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  Image.fromarray(np.concatenate(rows, axis=0)).save(path)
+  Image.fromarray(image).save(path)
+  return image
