@@ -14,15 +14,19 @@ list (dynadust3r_jax/convert/params.py); errors name the file, the key and both 
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from flax import nnx
+
+from dynadust3r_jax import console, pretrained
 
 from dynadust3r_jax.convert import params as conversion
 from dynadust3r_jax.convert.constructor import parse_constructor
 from dynadust3r_jax.convert.sources import make_config, read_source
 from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
 from dynadust3r_jax.model import abstract_model, build_model
-from dynadust3r_jax.pretrained import param_count, save_pretrained
+from dynadust3r_jax.pretrained import param_count
+
+LOG_FILE = 'convert.log'  # inside the output directory
 
 flags.DEFINE_string('input', None, 'PyTorch checkpoint (.pth) or Hugging Face model folder.')
 flags.DEFINE_string('output', None, 'Output directory (config.json + orbax params/).')
@@ -30,6 +34,8 @@ flags.DEFINE_string('model', None, 'Optional target constructor string: load the
                     'architecture the way DUSt3R training does (missing heads freshly initialised).')
 flags.DEFINE_integer('seed', 0, 'Seed of the fresh parameters when --model leaves some uninitialised.')
 flags.DEFINE_bool('overwrite', False, 'Replace an existing output directory.')
+flags.DEFINE_bool('verbose', False, 'Print every log line on the console (third-party INFO included); the '
+                  f'full log is in OUTPUT/{LOG_FILE} either way.')
 
 # With --model, parameters that may be left to their fresh initialisation and source tensors that
 # may go unused (DUSt3R `load_state_dict(strict=False)` when starting a new head).
@@ -69,17 +75,23 @@ def convert(input_path: str, output_dir: str, *, model: str | None = None, seed:
     model = build_model(cfg, seed)
     conversion.assign(model, flat)
     flat = {path: v[...] for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
-  save_pretrained(output_dir, cfg, flat)
   n_keys = len(source.state_dict)
   used = len({k for a in p.assignments for k in a.sources})
   fresh = f', {len(p.missing)} parameters freshly initialised (seed {seed})' if p.missing else ''
   notes = ''.join(f'; {n}' for n in p.notes)
-  return (f'converted {input_path}: {describe(cfg)}, {param_count(target):,} parameters; {n_keys} keys: '
-          f'{used} mapped, {len(p.aliases)} aliases, {len(p.ignored)} ignored{fresh}{notes} -> {output_dir}')
+  summary = (f'converted {input_path}: {describe(cfg)}, {param_count(target):,} parameters; {n_keys} keys: '
+             f'{used} mapped, {len(p.aliases)} aliases, {len(p.ignored)} ignored{fresh}{notes} -> {output_dir}')
+  # Written aside and moved into place whole, with its log (orbax's INFO lines included) inside.
+  with pretrained.staged_directory(output_dir, overwrite) as staging:
+    with console.log_file(os.path.join(staging, LOG_FILE)):
+      pretrained.write_pretrained(staging, cfg, flat)
+      logging.info('%s', summary, extra=console.FILE_ONLY)
+  return summary
 
 
 def main(argv):
   del argv
+  console.setup(verbose=flags.FLAGS.verbose)
   if not flags.FLAGS.input or not flags.FLAGS.output:
     sys.exit('convert_weights: give --input=CHECKPOINT and --output=DIR')
   try:

@@ -5,15 +5,22 @@
 
 `--config` is an ml_collections config file (with an optional `:variant`), any field overridable as
 `--config.a.b=value`; `config.mode` picks the job. The same command in the same workdir resumes.
+The console shows progress bars, the job's summary lines and warnings; the full log (third-party INFO
+lines included) is appended to WORKDIR/<mode>.log, and `--verbose` prints it all on the console too.
 """
+import os
 import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from dynadust3r_jax import console
+
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/stereo4d.py:demo.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics.jsonl, TensorBoard events, pictures.')
+flags.DEFINE_bool('verbose', False, 'Print every log line on the console (third-party INFO included), not '
+                  'only the summary lines and warnings; the full log is in WORKDIR/<mode>.log either way.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -22,12 +29,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = FLAGS.config
+  log_file = os.path.join(FLAGS.workdir, f'{config.mode}.log')
+  console.setup(log_file, verbose=FLAGS.verbose)
+  logging.info('main.py %s: workdir %s (full log: %s)', config.mode, FLAGS.workdir, log_file)
   if config.mode == 'train':
     from dynadust3r_jax.train.trainer import train  # pylint: disable=import-outside-toplevel
     try:
       train(config, FLAGS.workdir)
     except (ValueError, FileNotFoundError) as e:  # user errors: config values, paths
-      logging.error('%s', e)
+      logging.error('%s', e, extra=console.FILE_ONLY)  # the console gets it once, as the exit line
       raise SystemExit(f'main.py: {e}') from None
   else:
     raise SystemExit(f"main.py: config.mode={config.mode!r} is not a job; choose 'train'")

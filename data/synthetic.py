@@ -6,7 +6,9 @@ downloadable everywhere).
 writes DIR/SPLIT/<name>.npz (official keys, spec dynadust3r.md §b) and
 DIR/lefteye-perspective/SPLIT/<name>-left_rectified.mp4 (H.264, 29.97 fps). From Python:
 `write_clips(...)` does the same, `make_clip(seed, num_frames, size)` returns one clip's arrays with
-its frames, depth and object-id maps.
+its frames, depth and object-id maps. Files appear whole (written aside, then moved into place) and a
+finished set is marked by `SPLIT/.complete.json`, so a run killed half-way is told apart from a finished
+one (`is_complete`, `ensure_clips`: the demo remakes a set cut short instead of training on part of it).
 
 A clip has real geometry: a camera moves smoothly through a textured box room in which 3–5 textured
 spheres and boxes move rigidly and pass in front of each other. Frames are rendered by ray casting
@@ -34,7 +36,10 @@ bit-exact muxing without metadata.
 """
 import dataclasses
 import fractions
+import json
 import os
+import pathlib
+import shutil
 import string
 import zipfile
 
@@ -57,6 +62,8 @@ VIDEO_DIR = 'lefteye-perspective'          # official layout, as data.pipeline r
 VIDEO_SUFFIX = '-left_rectified.mp4'
 FOV_BOUNDS = (-90.0, 90.0, -90.0, 90.0)    # VR180 half-image bounds: [yaw0, yaw1, tilt0, tilt1] deg
 VIDEO_ID_CHARS = string.ascii_letters + string.digits + '-_'
+COMPLETE_MARKER = '.complete.json'        # in SPLIT/, written last by write_clips
+PARTIAL_DIR = '.partial'                   # files being written, moved into place when whole
 NPZ_KEYS = ('name', 'video_id', 'timestamps', 'camera2world', 'track_lengths', 'track_indices',
             'track_coordinates', 'rectified2rig', 'fov_bounds')
 
@@ -517,21 +524,70 @@ def clip_seed(seed: int, k: int) -> int:
   return int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
 
 
+def _write_in_place(path: str, write) -> None:
+  """write(tmp_path), then move the whole file to `path`: a kill leaves no truncated file there. The
+  temporary file sits in a hidden `.partial/` folder beside it (same name, so ffmpeg sees its suffix)."""
+  staging = os.path.join(os.path.dirname(path), PARTIAL_DIR)
+  os.makedirs(staging, exist_ok=True)
+  tmp = os.path.join(staging, os.path.basename(path))
+  write(tmp)
+  os.replace(tmp, path)
+
+
 def write_clips(output: str, split: str, num_clips: int, num_frames: int, size: int = 512, hfov: float = 60.0,
                 seed: int = 0, gop: int = 30) -> list[tuple[str, str]]:
-  """Write clips 0..num_clips-1 in the official layout under `output`; returns their (npz, mp4) paths."""
+  """Write clips 0..num_clips-1 in the official layout under `output`; returns their (npz, mp4) paths.
+
+  Every file appears whole or not at all, and `SPLIT/.complete.json` (these arguments and the clip
+  names) is written last: `is_complete` tells a finished set from one that a kill cut short."""
   npz_dir, mp4_dir = os.path.join(output, split), os.path.join(output, VIDEO_DIR, split)
-  os.makedirs(npz_dir, exist_ok=True)
-  os.makedirs(mp4_dir, exist_ok=True)
   paths = []
   for k in range(num_clips):
     clip = make_clip(clip_seed(seed, k), num_frames, size, hfov)
     name = str(clip['name'])
     npz, mp4 = os.path.join(npz_dir, f'{name}.npz'), os.path.join(mp4_dir, f'{name}{VIDEO_SUFFIX}')
-    write_npz(npz, {key: clip[key] for key in NPZ_KEYS})
-    write_mp4(mp4, clip['frames'], gop)
+    _write_in_place(npz, lambda path: write_npz(path, {key: clip[key] for key in NPZ_KEYS}))
+    _write_in_place(mp4, lambda path: write_mp4(path, clip['frames'], gop))
     paths.append((npz, mp4))
+  marker = dict(_generation(num_clips, num_frames, size, hfov, seed, gop),
+                clips=[os.path.basename(npz)[:-len('.npz')] for npz, _ in paths])
+  _write_in_place(os.path.join(npz_dir, COMPLETE_MARKER),
+                  lambda path: pathlib.Path(path).write_text(json.dumps(marker, indent=1)))
+  for directory in (npz_dir, mp4_dir):
+    if os.path.isdir(os.path.join(directory, PARTIAL_DIR)):
+      os.rmdir(os.path.join(directory, PARTIAL_DIR))
   return paths
+
+
+def _generation(num_clips, num_frames, size, hfov, seed, gop) -> dict:
+  return dict(num_clips=num_clips, num_frames=num_frames, size=size, hfov=hfov, seed=seed, gop=gop)
+
+
+def is_complete(output: str, split: str, num_clips: int, num_frames: int, size: int = 512, hfov: float = 60.0,
+                seed: int = 0, gop: int = 30) -> bool:
+  """Whether `output/split` holds a finished `write_clips` set made with exactly these arguments."""
+  try:
+    marker = json.loads(pathlib.Path(output, split, COMPLETE_MARKER).read_text())
+  except (OSError, ValueError):
+    return False
+  expected = _generation(num_clips, num_frames, size, hfov, seed, gop)
+  return {k: marker.get(k) for k in expected} == expected and all(
+      os.path.isfile(os.path.join(output, split, f'{n}.npz')) and
+      os.path.isfile(os.path.join(output, VIDEO_DIR, split, f'{n}{VIDEO_SUFFIX}')) for n in marker['clips'])
+
+
+def ensure_clips(output: str, split: str, num_clips: int, num_frames: int, **kwargs) -> None:
+  """The demo's data: a finished set of these clips in `output/split`, made afresh unless one is there.
+
+  A set cut short by a kill, or made with other arguments, is deleted first (both split folders), so
+  a rerun trains on exactly the data an uninterrupted run would have. Only for folders this project
+  owns (the demo's WORKDIR/synthetic): it deletes what it finds there."""
+  if is_complete(output, split, num_clips, num_frames, **kwargs):
+    return
+  for directory in (os.path.join(output, split), os.path.join(output, VIDEO_DIR, split)):
+    shutil.rmtree(directory, ignore_errors=True)
+  logging.info('making %d synthetic clips in %s/%s', num_clips, output, split)
+  write_clips(output, split, num_clips, num_frames, **kwargs)
 
 
 def _define_flags():

@@ -7,8 +7,10 @@
 Models load as `dust3r.model.load_model` does for inference: PatchEmbedDust3R and no head
 transposition (`for_inference=False` keeps the training-time patch embedding and head wrapping).
 """
+import contextlib
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -31,17 +33,41 @@ def _nested(flat: dict) -> dict:
   return out
 
 
-def save_pretrained(directory: str, cfg: ModelConfig, params: dict):
-  """Write cfg's architecture and `params` ({Flax path tuple: array} or a nested dict)."""
+@contextlib.contextmanager
+def staged_directory(directory: str, overwrite: bool = True):
+  """Yields `DIR.partial` to fill; when the block ends it becomes DIR, as a whole. A failure removes it,
+  and a kill leaves only `DIR.partial` (cleared by the next attempt), never a half-written DIR that
+  `load_model` would trust. An existing non-empty DIR is replaced only with `overwrite`."""
   directory = os.path.abspath(directory)
-  os.makedirs(directory, exist_ok=True)
+  staging = directory + '.partial'
+  shutil.rmtree(staging, ignore_errors=True)
+  os.makedirs(staging)
+  try:
+    yield staging
+    if os.path.isdir(directory):
+      if os.listdir(directory) and not overwrite:
+        raise FileExistsError(f'{directory}: output directory is not empty (use --overwrite to replace it)')
+      shutil.rmtree(directory)
+    os.rename(staging, directory)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_pretrained(directory: str, cfg: ModelConfig, params: dict):
+  """Write cfg's architecture and `params` ({Flax path tuple: array} or a nested dict) into `directory`."""
   if params and isinstance(next(iter(params)), tuple):
     params = _nested(params)
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(os.path.join(directory, PARAMS_DIR), params, force=True)
+  checkpointer.save(os.path.join(os.path.abspath(directory), PARAMS_DIR), params, force=True)
   checkpointer.wait_until_finished()
   with open(os.path.join(directory, CONFIG_FILE), 'w') as f:
     f.write(cfg.to_json())
+
+
+def save_pretrained(directory: str, cfg: ModelConfig, params: dict, overwrite: bool = True):
+  """`write_pretrained` into a staged directory: `directory` appears complete or not at all."""
+  with staged_directory(directory, overwrite) as staging:
+    write_pretrained(staging, cfg, params)
 
 
 class Predictor:
@@ -58,12 +84,24 @@ class Predictor:
 
 
 def load_config(directory: str, **runtime) -> ModelConfig:
+  """The architecture in DIR/config.json; a missing or incomplete file is one error naming what is wrong.
+  Every architecture field is required (a field added to ModelConfig later needs a default here)."""
   path = os.path.join(directory, CONFIG_FILE)
+  remedy = 'convert it again with `python convert_weights.py --input=... --output=DIR --overwrite`'
   if not os.path.isfile(path):
     raise FileNotFoundError(f'{directory}: not a converted model directory (no {CONFIG_FILE}); '
                             'make one with `python convert_weights.py --input=... --output=DIR`')
-  with open(path) as f:
-    return ModelConfig.from_dict(json.load(f), **runtime)
+  try:
+    with open(path) as f:
+      fields = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path}: unreadable ({type(e).__name__}: {e}); {remedy}') from None
+  if not isinstance(fields, dict):
+    raise ValueError(f'{path}: not a JSON object of model fields; {remedy}')
+  missing = [name for name in ModelConfig.architecture_fields() if name not in fields]
+  if missing:
+    raise ValueError(f'{path}: missing field(s) {missing} (the file is incomplete); {remedy}')
+  return ModelConfig.from_dict(fields, **runtime)
 
 
 def load_model(directory: str, *, for_inference: bool = True, dtype: str | None = None,
@@ -72,6 +110,9 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
   runtime = {k: v for k, v in dict(dtype=dtype, attention_impl=attention_impl,
                                    remat_policy=remat_policy).items() if v is not None}
   cfg = load_config(directory, **runtime)
+  if not os.path.isdir(os.path.join(directory, PARAMS_DIR)):
+    raise FileNotFoundError(f'{directory}: no {PARAMS_DIR}/ folder (the parameters); convert it again with '
+                            '`python convert_weights.py --input=... --output=DIR --overwrite`')
   if for_inference:
     cfg = cfg.for_inference()
   graphdef, state = nnx.split(abstract_model(cfg), nnx.Param)

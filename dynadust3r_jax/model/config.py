@@ -144,9 +144,14 @@ class ModelConfig:
       return self
     return self.replace(patch_embed_cls='PatchEmbedDust3R', landscape_only=False)
 
+  @classmethod
+  def architecture_fields(cls) -> tuple[str, ...]:
+    """The names of the fields a converted checkpoint stores (all but the runtime options)."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in RUNTIME_FIELDS)
+
   def architecture(self) -> dict:
     """The architecture fields only (what a converted checkpoint stores)."""
-    return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
+    return {k: getattr(self, k) for k in self.architecture_fields()}
 
   def to_json(self) -> str:
     return json.dumps(self.architecture(), indent=1)

@@ -11,6 +11,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 class Checkpoints:
   def __init__(self, directory: str, *, keep_best: int):
+    self.directory = directory
     best = policies.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=keep_best,
                           keep_checkpoints_without_metrics=False)
     options = ocp.CheckpointManagerOptions(

@@ -32,6 +32,11 @@ DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'val
                *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
 
 
+# validation metrics on the console (metrics.jsonl has them all)
+SUMMARY_METRICS = ('loss', 'avg_3d_error', 'avg_motion_pc_error', 'epe3d', 'delta_0.10', 'view1_abs_rel',
+                   'view1_delta_1.25')
+
+
 def maybe_initialize_distributed():
   """jax.distributed.initialize() when a cluster launched us (SLURM, Kubernetes indexed jobs, or
   JAX_COORDINATOR_ADDRESS set); a plain single-process run otherwise."""
@@ -43,12 +48,11 @@ def maybe_initialize_distributed():
 def _clips(config, split, workdir):
   root = config.data.root
   synthetic = config.data.synthetic
-  if not root and synthetic.num_clips:  # the demo: make small clips in the workdir once
+  if not root and synthetic.num_clips:  # the demo: small clips made in the workdir (again if a kill cut them short)
     from data import synthetic as synth  # pylint: disable=import-outside-toplevel
     root = os.path.join(workdir, 'synthetic')
-    if not os.path.isdir(os.path.join(root, split)):
-      seed = config.seed + (0 if split == config.data.train_split else 1000)
-      synth.write_clips(root, split, synthetic.num_clips, synthetic.num_frames, size=synthetic.size, seed=seed)
+    seed = config.seed + (0 if split == config.data.train_split else 1000)
+    synth.ensure_clips(root, split, synthetic.num_clips, synthetic.num_frames, size=synthetic.size, seed=seed)
   if not root:
     raise ValueError('config.data.root is empty: give --config.data.root=/path/to/stereo4d (the official '
                      'layout: {train,test}/*.npz + lefteye-perspective/{train,test}/*-left_rectified.mp4), '
@@ -99,6 +103,10 @@ def _to_device(batch, batch_sharding, accum=None):
   return {k: put(batch[k]) for k in DEVICE_KEYS if k in batch}
 
 
+def _count(params) -> int:
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(params)))
+
+
 def _truncate_metrics(path, step):
   """Drop logged lines past `step` (written after the checkpoint a resumed run restarts from)."""
   if not os.path.exists(path):
@@ -110,8 +118,12 @@ def _truncate_metrics(path, step):
 
 
 def train(config, workdir: str):
-  maybe_initialize_distributed()
   os.makedirs(workdir, exist_ok=True)
+  # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
+  # JAX starts its backend threads.
+  train_clips = _clips(config, config.data.train_split, workdir)
+  val_clips = _clips(config, config.data.val_split, workdir)
+  maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
   cfg = ModelConfig.from_dict(dict(config.model))
   local_batch = config.batch_size // jax.process_count()
@@ -121,15 +133,19 @@ def train(config, workdir: str):
     raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
                      f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
 
-  train_ds = pipeline.make_dataset(_clips(config, config.data.train_split, workdir), batch_size=local_batch,
+  train_ds = pipeline.make_dataset(train_clips, batch_size=local_batch,
                                    seed=config.seed, shard_index=jax.process_index(),
                                    shard_count=jax.process_count(), **_draw_options(config, train=True))
-  val_ds = pipeline.make_dataset(_clips(config, config.data.val_split, workdir), batch_size=local_batch // accum,
+  val_ds = pipeline.make_dataset(val_clips, batch_size=local_batch // accum,
                                  seed=0, shard_index=jax.process_index(), shard_count=jax.process_count(),
                                  **_draw_options(config, train=False))
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, cfg)
+  logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
+               'batch %d in %d micro-batch(es)', cfg.arch, f'{_count(params):,}', cfg.dtype, cfg.attention_impl,
+               cfg.remat_policy, jax.device_count(), mesh.shape['data'], mesh.shape['fsdp'], config.batch_size,
+               accum)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
   schedule = learning_rate_schedule(config.optimizer, config.num_steps)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
@@ -169,6 +185,7 @@ def train(config, workdir: str):
 def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
           metrics_path, mesh, accum):
   start = int(state['step'])
+  logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, metrics_path)
   with _Preemption() as preemption, open(metrics_path, 'a') as metrics_file, tqdm(
       total=config.num_steps, initial=start, unit='step', disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.num_steps + 1):
@@ -180,6 +197,8 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
         record = {k: float(v) for k, v in jax.device_get(metrics).items()}
       if step % config.val_every == 0 or step == config.num_steps:
         record.update(validate(state['params']))
+        logging.info('step %d validation: %s (all in %s)', step, ', '.join(
+            f'{k} {record["val_" + k]:.4g}' for k in SUMMARY_METRICS if 'val_' + k in record), metrics_path)
       if record and jax.process_index() == 0:
         record['step'] = step
         metrics_file.write(json.dumps(record) + '\n')
@@ -192,9 +211,12 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
         sample = next(pipeline.make_iterator(val_ds))
         res1, _ = jax.device_get(predict(state['params'], {k: jnp.asarray(v) for k, v in sample.items()
                                                               if k in ('img1', 'img2', 'query_times')}))
-        save_pictures(os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), sample, res1)
+        image = save_pictures(os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), sample, res1, step,
+                              record.get('val_loss'))
+        writer.add_image('pictures', image, step, dataformats='HWC')
       if step % config.checkpoint_every == 0 or step == config.num_steps or preemption.requested:
         checkpoints.save(step, state, data_iter, record.get('val_loss'))
+        logging.info('step %d: checkpoint -> %s/%d', step, checkpoints.directory, step)
       if preemption.requested:
         logging.warning('SIGTERM: checkpoint saved at step %d, exiting', step)
         break
