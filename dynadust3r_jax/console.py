@@ -85,10 +85,15 @@ def add_log_file(path: str) -> logging.Handler:
 
 @contextlib.contextmanager
 def log_file(path: str):
-  """`add_log_file` for the duration of a block."""
+  """`add_log_file` for the duration of a block (INFO lines reach it even where the root logger's level
+  is higher, e.g. in a library call outside main.py; the level is restored after)."""
+  root = logging.getLogger()
+  level = root.level
+  root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
   handler = add_log_file(path)
   try:
     yield
   finally:
-    logging.getLogger().removeHandler(handler)
+    root.removeHandler(handler)
+    root.setLevel(level)
     handler.close()

@@ -131,3 +131,19 @@ def test_cli_writes_the_official_layout(tmp_path):
   assert reader[11].asnumpy().shape == (64, 64, 3)
   assert list(reader.get_key_indices()) == [0, 5, 10]
   assert reader.get_avg_fps() == pytest.approx(30000 / 1001)
+
+
+def test_a_set_is_complete_only_when_whole_and_as_asked(written):
+  (npz, mp4), _ = written
+  root = Path(npz).parents[1]
+  args = dict(num_clips=2, num_frames=FRAMES, size=SIZE, seed=3)
+  assert synthetic.is_complete(str(root), 'train', **args)
+  assert not synthetic.is_complete(str(root), 'train', **{**args, 'num_clips': 3})
+  assert not synthetic.is_complete(str(root), 'train', **{**args, 'seed': 4})
+  assert not synthetic.is_complete(str(root), 'test', **args)
+  assert not list(root.rglob('.partial'))                   # the staging folders are gone
+  Path(mp4).rename(mp4 + '.moved')                           # a file of the set missing
+  try:
+    assert not synthetic.is_complete(str(root), 'train', **args)
+  finally:
+    Path(mp4 + '.moved').rename(mp4)
