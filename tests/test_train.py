@@ -55,6 +55,20 @@ def test_non_finite_gradients_skip_the_update():
   assert np.all(np.asarray(optax.apply_updates(params, updates)['w']) < 1.0) and int(state.total_notfinite) == 1
 
 
+def _tensorboard_images(directory, tag):
+  """(step, height, width) of each image summary `tag` in the TFRecord event files of `directory`."""
+  from tensorboardX.proto import event_pb2
+  found = []
+  for path in sorted(Path(directory).iterdir()):
+    data, offset = path.read_bytes(), 0
+    while offset < len(data):  # record: uint64 length, uint32 crc, payload, uint32 crc
+      length = int.from_bytes(data[offset:offset + 8], 'little')
+      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
+      offset += 16 + length
+      found += [(event.step, v.image.height, v.image.width) for v in event.summary.value if v.tag == tag]
+  return found
+
+
 def _metrics(workdir):
   path = Path(workdir) / 'metrics.jsonl'
   return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -132,7 +146,7 @@ def test_training_run_writes_metrics_checkpoints_pictures_and_resumes(tmp_path):
   assert [m['step'] for m in first] == [2, 4] and 'val_loss' in first[-1] and 'val_epe3d' in first[-1]
   assert all(np.isfinite(m['loss']) for m in first) and first[-1]['learning_rate'] == pytest.approx(3e-4)
   assert (workdir / 'checkpoints' / '4').is_dir() and (workdir / 'pictures' / 'step_0000004.png').is_file()
-  assert any((workdir / 'tensorboard').iterdir())
+  assert _tensorboard_images(workdir / 'tensorboard', 'pictures') == [(4, 650, 2100)]  # the titled figure
   config.num_steps = 6
   state = train(config, str(workdir))
   assert int(state['step']) == 6 and [m['step'] for m in _metrics(workdir)] == [2, 4, 6]
