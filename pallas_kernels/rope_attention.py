@@ -2,18 +2,9 @@
 
     o = softmax(RoPE(q, q_pos) RoPE(k, k_pos)^T / sqrt(D)) v        q (B, Nq, H, D), k/v (B, Nk, H, D)
 
-RoPE2D (spec dust3r.md §1.4): a head vector is split into halves [y | x]; inside a half of size D/2, element
-j < D/4 pairs with j + D/4 (rotate-half) and the pair turns by p * w_j, w_j = base^(-2j / (D/2)), with p the
-token's y (first half) or x (second half). Angles, cos and sin are float32 whatever the token dtype. As a
-table per token, `rope_tables` gives cs = [cos_y | cos_x | sin_y | sin_x] (each D/4 wide), and the rotation
-of a (rows, D) tile with quarters t0..t3 is
-
-    [t0 cy - t1 sy | t1 cy + t0 sy | t2 cx - t3 sx | t3 cx + t2 sx]        (`_rotate`)
-
-RoPE is orthogonal per token, so its transpose is the rotation by -angle (`_rotate(..., inverse=True)`).
-
-Kernels (all share `_rotate` and the online-softmax / gradient algebra below, the tiling, the padding and
-the `jax.custom_vjp`):
+The RoPE2D math (tables, rotation of a tile), the tile sizes and the online-softmax algebra live in
+`rope_tiling.py`; this file holds the entry point `rope_attention` (padding, `jax.custom_vjp`, backend
+dispatch), the pure-JAX reference and the generic kernels. Kernels:
   'mosaic_gpu' - `rope_attention_mgpu.py`: `plgpu.kernel`s for Hopper (FA3-style: two compute warpgroups
                  of `block_q` rows and a TMA producer warpgroup, wgmma). The GPU path.
   'generic'    - this file: `pl.pallas_call` twins of the same tiling, grid (B, H, q tiles) for the forward
@@ -40,42 +31,18 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-LOG2E = math.log2(math.e)
+from pallas_kernels.rope_tiling import (LOG2E, BlockSizes, default_block_sizes, finish, mask_keys, per_col,
+                                        per_row, rope_tables, rotate, softmax_step)
+
 BACKENDS = ('auto', 'mosaic_gpu', 'generic')
 
 
 # ------------------------------------------------------------------------------------------------
-# RoPE2D and the pure-JAX reference
-
-def rope_tables(positions, head_dim: int, base: float = 100.0):
-  """(B, N, 2) int (y, x) positions → (B, N, head_dim) float32 [cos_y | cos_x | sin_y | sin_x]."""
-  if head_dim % 4:
-    raise ValueError(f'head_dim={head_dim} must be a multiple of 4 for 2D RoPE')
-  half = head_dim // 2
-  inv_freq = 1.0 / (base ** (jnp.arange(0, half, 2, dtype=jnp.float32) / half))   # (D/4,)
-  angles = positions.astype(jnp.float32)[..., None] * inv_freq                    # (B, N, 2, D/4)
-  angles = angles.reshape(*angles.shape[:-2], half)                               # [y freqs | x freqs]
-  return jnp.concatenate([jnp.cos(angles), jnp.sin(angles)], axis=-1)
-
-
-def _rotate(x, cs, *, inverse: bool = False):
-  """Rotate the rows of a float32 (..., D) tile by a (..., D) table (the layout of `rope_tables`).
-
-  Static, tile-aligned column slices and one concatenation: no gather, so the same code runs in a
-  generic Pallas kernel, in a Mosaic GPU kernel (register slices of the WGMMA layout) and in XLA."""
-  d = x.shape[-1]
-  q = d // 4
-  quarter = lambda t, i: t[..., i * q:(i + 1) * q]
-  x0, x1, x2, x3 = (quarter(x, i) for i in range(4))
-  cy, cx, sy, sx = (quarter(cs, i) for i in range(4))
-  if inverse:
-    sy, sx = -sy, -sx
-  return jnp.concatenate([x0 * cy - x1 * sy, x1 * cy + x0 * sy, x2 * cx - x3 * sx, x3 * cx + x2 * sx], axis=-1)
-
+# RoPE2D in XLA and the pure-JAX reference
 
 def apply_rope(tokens, cs, *, inverse: bool = False):
   """tokens (B, N, H, D), cs (B, N, D) from `rope_tables` → rotated tokens, tokens' dtype (f32 math)."""
-  return _rotate(tokens.astype(jnp.float32), cs[..., None, :], inverse=inverse).astype(tokens.dtype)
+  return rotate(tokens.astype(jnp.float32), cs[..., None, :], inverse=inverse).astype(tokens.dtype)
 
 
 def rope_2d(tokens, positions, base: float = 100.0):
@@ -97,97 +64,7 @@ def rope_attention_reference(q, k, v, q_pos, k_pos, *, base: float = 100.0):
 
 
 # ------------------------------------------------------------------------------------------------
-# Tiling
-
-@dataclasses.dataclass(frozen=True)
-class BlockSizes:
-  """Tile sizes. Mosaic GPU: a CTA holds `compute_wgs` warpgroups of `block_q` query rows (forward, dq)
-  or `block_kv_bwd` key rows (dk/dv); wgmma needs multiples of 64 rows. The generic twin runs one
-  program per tile (compute_wgs is ignored there). Tune per GPU generation in `default_block_sizes`."""
-  block_q: int = 64          # forward: query rows per compute warpgroup
-  block_kv: int = 128        # forward: keys per step of the k loop
-  block_q_bwd: int = 64      # dq: query rows per warpgroup; dk/dv: queries per step of the q loop
-  block_kv_bwd: int = 64     # dk/dv: key rows per warpgroup; dq: keys per step of the k loop
-  compute_wgs: int = 2       # compute warpgroups per CTA (Mosaic GPU)
-  num_stages: int = 2        # TMA pipeline depth of the producer warpgroup (Mosaic GPU)
-
-  def q_multiple(self, backend: str) -> int:
-    wgs = self.compute_wgs if backend == 'mosaic_gpu' else 1
-    return math.lcm(self.block_q * wgs, self.block_q_bwd * wgs)
-
-  def k_multiple(self, backend: str) -> int:
-    wgs = self.compute_wgs if backend == 'mosaic_gpu' else 1
-    return math.lcm(self.block_kv, self.block_kv_bwd * wgs)
-
-
-# Starting points for Hopper (H100/H200: 227 KiB of SMEM per CTA, checked at lowering time); the benchmark
-# (benchmarks/attention.py --block_q=... etc.) is where they get tuned on a GPU.
-_DEFAULT_BLOCKS = {
-    'H100': BlockSizes(block_q=64, block_kv=128, block_q_bwd=64, block_kv_bwd=64),
-    'H200': BlockSizes(block_q=64, block_kv=128, block_q_bwd=64, block_kv_bwd=64),
-}
-# head_dim 128: the f32 RoPE tables double the SMEM of a k tile; one compute warpgroup and 64-key steps fit.
-_WIDE_HEAD_BLOCKS = BlockSizes(block_q=64, block_kv=64, block_q_bwd=64, block_kv_bwd=64, compute_wgs=1)
-# The generic twin in interpret mode: small tiles keep the CPU tests fast and exercise several k steps.
-_INTERPRET_BLOCKS = BlockSizes(block_q=32, block_kv=32, block_q_bwd=32, block_kv_bwd=32, compute_wgs=1)
-
-
-def default_block_sizes(device_kind: str | None = None, *, head_dim: int = 64,
-                        backend: str = 'mosaic_gpu') -> BlockSizes:
-  """Block sizes for a backend, head dim and device kind (`jax.devices()[0].device_kind`, e.g.
-  'NVIDIA H100 80GB HBM3'; None: the default device). The generic twin gets small interpret tiles."""
-  if backend == 'generic':
-    return _INTERPRET_BLOCKS
-  if head_dim > 64:
-    return _WIDE_HEAD_BLOCKS
-  kind = device_kind if device_kind is not None else jax.devices()[0].device_kind
-  return next((blk for name, blk in _DEFAULT_BLOCKS.items() if name in kind), BlockSizes())
-
-
-def _pad_to(x, axis: int, multiple: int):
-  n = x.shape[axis]
-  pad = -n % multiple
-  if not pad:
-    return x
-  widths = [(0, 0)] * x.ndim
-  widths[axis] = (0, pad)
-  return jnp.pad(x, widths)
-
-
-# ------------------------------------------------------------------------------------------------
-# Shared kernel algebra (elementwise + reductions; the matmuls are backend-specific)
-
-def _mask_keys(s, k_start, nk: int, iota=None):
-  """Logits of keys >= nk (padding) → a large negative (finite: no inf - inf in the rescaling)."""
-  iota = iota or (lambda shape, dim: lax.broadcasted_iota(jnp.int32, shape, dim))
-  cols = k_start + iota(s.shape, 1)
-  return jnp.where(cols < nk, s, jnp.finfo(jnp.float32).min)
-
-
-def _softmax_step(s2, m, l, acc):
-  """One online-softmax step in base 2. s2 = logits * log2(e) / sqrt(D) (rows, keys), m/l (rows,),
-  acc (rows, D). Returns p (unnormalised probabilities), new m, l and the rescaled acc."""
-  m_new = jnp.maximum(m, s2.max(axis=1))
-  alpha = jnp.exp2(m - m_new)
-  p = jnp.exp2(s2 - lax.broadcast_in_dim(m_new, s2.shape, [0]))
-  l = l * alpha + p.sum(axis=1)
-  acc = acc * lax.broadcast_in_dim(alpha, acc.shape, [0])
-  return p, m_new, l, acc
-
-
-def _finish(acc, m, l):
-  """o = acc / l, lse2 = m + log2(l) (the base-2 logsumexp of the scaled logits)."""
-  o = acc * lax.broadcast_in_dim(1.0 / l, acc.shape, [0])
-  return o, m + jnp.log2(l)
-
-
-def _rows(x, shape):
-  return lax.broadcast_in_dim(x, shape, [0])
-
-
-def _cols(x, shape):
-  return lax.broadcast_in_dim(x, shape, [1])
-
+# Generic Pallas twin (pl.pallas_call; run with interpret=True on CPU)
 
 def _dot(a, b, contract=((1,), (0,))):
   """a @ b (default) with float32 accumulation; contract=((1,), (1,)) gives a @ b^T."""
@@ -197,33 +74,30 @@ def _dot(a, b, contract=((1,), (0,))):
 _NT = ((1,), (1,))   # a @ b^T
 
 
-# ------------------------------------------------------------------------------------------------
-# Generic Pallas twin (pl.pallas_call; run with interpret=True on CPU)
-
 def _generic_fwd_kernel(q_ref, qcs_ref, k_ref, kcs_ref, v_ref, o_ref, lse_ref, *, nk, block_kv):
   # nk: true number of keys; k_ref holds the zero-padded keys (padding may span whole tiles)
   dtype = q_ref.dtype
   d = q_ref.shape[-1]
   c = LOG2E / math.sqrt(d)
-  q_rot = _rotate(q_ref[...].astype(jnp.float32), qcs_ref[...]).astype(dtype)   # once per program
+  q_rot = rotate(q_ref[...].astype(jnp.float32), qcs_ref[...]).astype(dtype)   # once per program
   rows = q_rot.shape[0]
   n_steps = k_ref.shape[0] // block_kv
 
   def body(j, carry):
     m, l, acc = carry
     ks = pl.ds(pl.multiple_of(j * block_kv, block_kv), block_kv)
-    k_rot = _rotate(k_ref[ks, :].astype(jnp.float32), kcs_ref[ks, :]).astype(dtype)   # as it is loaded
+    k_rot = rotate(k_ref[ks, :].astype(jnp.float32), kcs_ref[ks, :]).astype(dtype)   # as it is loaded
     s2 = _dot(q_rot, k_rot, _NT) * c
     if nk < k_ref.shape[0]:
-      s2 = _mask_keys(s2, j * block_kv, nk)
-    p, m, l, acc = _softmax_step(s2, m, l, acc)
+      s2 = mask_keys(s2, j * block_kv, nk)
+    p, m, l, acc = softmax_step(s2, m, l, acc)
     acc = acc + _dot(p.astype(v_ref.dtype), v_ref[ks, :])
     return m, l, acc
 
   init = (jnp.full((rows,), -jnp.inf, jnp.float32), jnp.zeros((rows,), jnp.float32),
           jnp.zeros((rows, d), jnp.float32))
   m, l, acc = lax.fori_loop(0, n_steps, body, init)
-  o, lse2 = _finish(acc, m, l)
+  o, lse2 = finish(acc, m, l)
   o_ref[...] = o.astype(o_ref.dtype)
   lse_ref[...] = lse2
 
@@ -234,24 +108,24 @@ def _generic_dq_kernel(q_ref, qcs_ref, k_ref, kcs_ref, v_ref, do_ref, lse_ref, d
   d = q_ref.shape[-1]
   c = LOG2E / math.sqrt(d)
   qcs = qcs_ref[...]
-  q_rot = _rotate(q_ref[...].astype(jnp.float32), qcs).astype(dtype)
+  q_rot = rotate(q_ref[...].astype(jnp.float32), qcs).astype(dtype)
   do = do_ref[...]
   lse2, delta = lse_ref[...], delta_ref[...]
   n_steps = k_ref.shape[0] // block_kv
 
   def body(j, dq_acc):
     ks = pl.ds(pl.multiple_of(j * block_kv, block_kv), block_kv)
-    k_rot = _rotate(k_ref[ks, :].astype(jnp.float32), kcs_ref[ks, :]).astype(dtype)
+    k_rot = rotate(k_ref[ks, :].astype(jnp.float32), kcs_ref[ks, :]).astype(dtype)
     s2 = _dot(q_rot, k_rot, _NT) * c
     if nk < k_ref.shape[0]:
-      s2 = _mask_keys(s2, j * block_kv, nk)
-    p = jnp.exp2(s2 - _rows(lse2, s2.shape))
+      s2 = mask_keys(s2, j * block_kv, nk)
+    p = jnp.exp2(s2 - per_row(lse2, s2.shape))
     dp = _dot(do, v_ref[ks, :], _NT)
-    ds = p * (dp - _rows(delta, dp.shape))
+    ds = p * (dp - per_row(delta, dp.shape))
     return dq_acc + _dot(ds.astype(dtype), k_rot)
 
   dq_acc = lax.fori_loop(0, n_steps, body, jnp.zeros(q_rot.shape, jnp.float32))
-  dq_ref[...] = _rotate(dq_acc / math.sqrt(d), qcs, inverse=True).astype(dq_ref.dtype)   # epilogue
+  dq_ref[...] = rotate(dq_acc / math.sqrt(d), qcs, inverse=True).astype(dq_ref.dtype)   # epilogue
 
 
 def _generic_dkv_kernel(q_ref, qcs_ref, k_ref, kcs_ref, v_ref, do_ref, lse_ref, delta_ref, dk_ref, dv_ref, *,
@@ -260,7 +134,7 @@ def _generic_dkv_kernel(q_ref, qcs_ref, k_ref, kcs_ref, v_ref, do_ref, lse_ref, 
   d = k_ref.shape[-1]
   c = LOG2E / math.sqrt(d)
   kcs = kcs_ref[...]
-  k_rot = _rotate(k_ref[...].astype(jnp.float32), kcs).astype(dtype)   # once per program
+  k_rot = rotate(k_ref[...].astype(jnp.float32), kcs).astype(dtype)   # once per program
   v = v_ref[...]
   rows = k_rot.shape[0]
   k_start = pl.program_id(2) * rows
@@ -269,21 +143,21 @@ def _generic_dkv_kernel(q_ref, qcs_ref, k_ref, kcs_ref, v_ref, do_ref, lse_ref, 
   def body(i, carry):
     dk_acc, dv_acc = carry
     qs = pl.ds(pl.multiple_of(i * block_q, block_q), block_q)
-    q_rot = _rotate(q_ref[qs, :].astype(jnp.float32), qcs_ref[qs, :]).astype(dtype)   # as it is loaded
+    q_rot = rotate(q_ref[qs, :].astype(jnp.float32), qcs_ref[qs, :]).astype(dtype)   # as it is loaded
     do = do_ref[qs, :]
     s2t = _dot(k_rot, q_rot, _NT) * c                                    # (keys, queries)
-    pt = jnp.exp2(s2t - _cols(lse_ref[qs], s2t.shape))
+    pt = jnp.exp2(s2t - per_col(lse_ref[qs], s2t.shape))
     if nk < nkp:
       pt = jnp.where(k_start + lax.broadcasted_iota(jnp.int32, pt.shape, 0) < nk, pt, 0.0)
     dv_acc = dv_acc + _dot(pt.astype(dtype), do)
     dpt = _dot(v, do, _NT)
-    dst = pt * (dpt - _cols(delta_ref[qs], dpt.shape))
+    dst = pt * (dpt - per_col(delta_ref[qs], dpt.shape))
     dk_acc = dk_acc + _dot(dst.astype(dtype), q_rot)
     return dk_acc, dv_acc
 
   zeros = jnp.zeros(k_rot.shape, jnp.float32)
   dk_acc, dv_acc = lax.fori_loop(0, n_steps, body, (zeros, zeros))
-  dk_ref[...] = _rotate(dk_acc / math.sqrt(d), kcs, inverse=True).astype(dk_ref.dtype)   # epilogue
+  dk_ref[...] = rotate(dk_acc / math.sqrt(d), kcs, inverse=True).astype(dk_ref.dtype)   # epilogue
   dv_ref[...] = dv_acc.astype(dv_ref.dtype)
 
 
@@ -343,6 +217,16 @@ def _generic_backward(q, k, v, qcs, kcs, do, lse2, delta, *, nk: int, blocks: Bl
 
 # ------------------------------------------------------------------------------------------------
 # custom_vjp over padded inputs, and the entry point
+
+def _pad_to(x, axis: int, multiple: int):
+  n = x.shape[axis]
+  pad = -n % multiple
+  if not pad:
+    return x
+  widths = [(0, 0)] * x.ndim
+  widths[axis] = (0, pad)
+  return jnp.pad(x, widths)
+
 
 @dataclasses.dataclass(frozen=True)
 class _Static:

@@ -1,10 +1,11 @@
 """Mosaic GPU (`plgpu`, Hopper) kernels of `rope_attention`: forward, dq, dk/dv.
 
-The tiling, the rotation (`_rotate`) and the softmax/gradient algebra are those of the generic twin in
-`rope_attention.py`; this file adds the Hopper machinery. Each CTA runs `compute_wgs` compute warpgroups
-(one tile of 64-multiple rows each) and one producer warpgroup that streams the other side's tiles
-(k, its RoPE table rows and v in the forward and dq kernels; q, its table rows, do, lse and delta in
-the dk/dv kernel) through a `num_stages`-deep TMA ring with full/consumed barriers. A compute warpgroup:
+`rope_attention.py` (the entry point) calls `forward` and `backward`. The tile sizes, the rotation
+(`rotate`) and the online-softmax algebra come from `rope_tiling.py`, shared with the generic twin; this
+file adds the Hopper machinery. Each CTA runs `compute_wgs` compute warpgroups (one tile of 64-multiple
+rows each) and one producer warpgroup that streams the other side's tiles (k, its RoPE table rows and v
+in the forward and dq kernels; q, its table rows, do, lse and delta in the dk/dv kernel) through a
+`num_stages`-deep TMA ring with full/consumed barriers. A compute warpgroup:
 
   * loads its own tile and its table rows once, rotates them in registers (float32, 64 rows at a time)
     and writes the rotated tile back to SMEM in place (a wgmma operand from then on);
@@ -12,8 +13,8 @@ the dk/dv kernel) through a `num_stages`-deep TMA ring with full/consumed barrie
     operand must live in SMEM), releases the raw slot to the producer, then runs the wgmmas of flash
     attention (scores, online softmax, p @ v; or p, dp, ds and the dq / dk, dv products);
   * epilogue: dq/dk accumulators are scaled and rotated back (angle -> -angle) in registers, TMA'd out.
-The RoPE tables (`rope_tables`, float32 [cos_y|cos_x|sin_y|sin_x] per token) come in by TMA with their
-tile: no sin/cos in the kernels (the MUFU unit is the bottleneck of attention at D = 64 already).
+The RoPE tables (`rope_tiling.rope_tables`, float32 [cos_y|cos_x|sin_y|sin_x] per token) come in by TMA
+with their tile: no sin/cos in the kernels (the MUFU unit is the bottleneck of attention at D = 64 already).
 
 Tested on CPU by the Mosaic GPU interpreter (`plgpu.InterpretGPUParams`: SMEM, TMA, barriers and threads
 simulated), and lowered for sm_90 by `jax.export(platforms=['cuda'])` (layout inference, dialect lowering,
@@ -36,8 +37,8 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import mosaic_gpu as plgpu
 
-from pallas_kernels.rope_attention import (LOG2E, BlockSizes, _cols, _finish, _mask_keys, _rotate, _rows,
-                                           _softmax_step)
+from pallas_kernels.rope_tiling import (LOG2E, BlockSizes, finish, mask_keys, per_col, per_row, rotate,
+                                        softmax_step)
 
 _WGMMA = plgpu.Layout.WGMMA
 _WGMMA_ROW = plgpu.Layout.WGMMA.reduce(1)
@@ -76,7 +77,7 @@ def _smem(shape, dtype):
 def _load_rotated(x_ref, cs_ref, *, inverse=False):
   """Rows of x (SMEM) rotated by their table rows (SMEM), float32, WGMMA register layout."""
   x = plgpu.load(x_ref, layout=_WGMMA).astype(jnp.float32)
-  return _rotate(x, plgpu.load(cs_ref, layout=_WGMMA), inverse=inverse)
+  return rotate(x, plgpu.load(cs_ref, layout=_WGMMA), inverse=inverse)
 
 
 def _rotate_into(dst_ref, x_ref, cs_ref, *, chunk=64):
@@ -191,8 +192,8 @@ def forward(q, k, v, qcs, kcs, *, nk: int, blocks: BlockSizes, interpret):
         plgpu.commit_smem()
         s2 = _matmul(q_smem, krot_smem.T, (bq, bk)) * c
         if nk < nkp:
-          s2 = _mask_keys(s2, ki * bk, nk, iota=_iota)
-        p, m, l, acc = _softmax_step(s2, m, l, acc)
+          s2 = mask_keys(s2, ki * bk, nk, iota=_iota)
+        p, m, l, acc = softmax_step(s2, m, l, acc)
         plgpu.barrier_wait(v_bars.at[si])
         acc = acc + _matmul_lhs_regs(p.astype(dtype), None if p_smems is None else p_smems.at[wg], v_smems.at[si], (bq, d), interpret)
         plgpu.barrier_arrive(v_done.at[si])
@@ -201,7 +202,7 @@ def forward(q, k, v, qcs, kcs, *, nk: int, blocks: BlockSizes, interpret):
       init = (plgpu.layout_cast(jnp.full((bq,), -jnp.inf, jnp.float32), _WGMMA_ROW),
               _zeros((bq,), _WGMMA_ROW), _zeros((bq, d), _WGMMA))
       m, l, acc = lax.fori_loop(0, n_steps, step, init)
-      o, lse2 = _finish(acc, m, l)
+      o, lse2 = finish(acc, m, l)
       lse_smem = lse_smems.at[wg]
       q_smem[...] = o.astype(dtype)                                     # q_smem now holds o
       lse_smem[...] = lse2
@@ -292,16 +293,16 @@ def _dq(q, k, v, qcs, kcs, do, lse2, delta, *, nk, blocks, interpret):
         plgpu.commit_smem()
         s2 = _matmul(q_smem, krot_smem.T, (bq, bk)) * c
         if nk < nkp:
-          s2 = _mask_keys(s2, ki * bk, nk, iota=_iota)
-        p = jnp.exp2(s2 - _rows(lse, s2.shape))
+          s2 = mask_keys(s2, ki * bk, nk, iota=_iota)
+        p = jnp.exp2(s2 - per_row(lse, s2.shape))
         plgpu.barrier_wait(v_bars.at[si])
         dp = _matmul(do_smem, v_smems.at[si].T, (bq, bk))
         plgpu.barrier_arrive(v_done.at[si])
-        ds = p * (dp - _rows(dlt, dp.shape))
+        ds = p * (dp - per_row(dlt, dp.shape))
         return dq_acc + _matmul_lhs_regs(ds.astype(dtype), lhs_smem, krot_smem, (bq, d), interpret)
 
       dq_acc = lax.fori_loop(0, n_steps, step, _zeros((bq, d), _WGMMA))
-      dq = _rotate(dq_acc * (1.0 / math.sqrt(d)), plgpu.load(qcs_smem, layout=_WGMMA), inverse=True)
+      dq = rotate(dq_acc * (1.0 / math.sqrt(d)), plgpu.load(qcs_smem, layout=_WGMMA), inverse=True)
       q_smem[...] = dq.astype(dtype)                                    # epilogue: rotate back, store
       plgpu.commit_smem()
       plgpu.copy_smem_to_gmem(q_smem, dq_gmem.at[bi, qs, hi])
@@ -379,7 +380,7 @@ def _dkv(q, k, v, qcs, kcs, do, lse2, delta, *, nk, blocks, interpret):
         plgpu.commit_smem()
         s2t = _matmul(k_smem, qrot_smem.T, (bk, bq)) * c                 # (keys, queries)
         plgpu.barrier_wait(lse_bars.at[si])
-        pt = jnp.exp2(s2t - _cols(plgpu.load(lse_smems.at[si], layout=_WGMMA_COL), s2t.shape))
+        pt = jnp.exp2(s2t - per_col(plgpu.load(lse_smems.at[si], layout=_WGMMA_COL), s2t.shape))
         if nk < nkp:
           pt = jnp.where(k_base + _iota(pt.shape, 0) < nk, pt, 0.0)
         plgpu.barrier_wait(do_bars.at[si])
@@ -388,13 +389,13 @@ def _dkv(q, k, v, qcs, kcs, do, lse2, delta, *, nk, blocks, interpret):
         dv_acc = dv_acc + _matmul_lhs_regs(pt.astype(dtype), lhs_smem, do_smems.at[si], (bk, d), interpret)
         dpt = _matmul(v_smem, do_smems.at[si].T, (bk, bq))
         plgpu.barrier_arrive(do_done.at[si])                             # do, lse, delta slots free
-        dst = pt * (dpt - _cols(dlt, dpt.shape))
+        dst = pt * (dpt - per_col(dlt, dpt.shape))
         dk_acc = dk_acc + _matmul_lhs_regs(dst.astype(dtype), lhs_smem, qrot_smem, (bk, d), interpret)
         return dk_acc, dv_acc
 
       zeros = _zeros((bk, d), _WGMMA)
       dk_acc, dv_acc = lax.fori_loop(0, n_steps, step, (zeros, zeros))
-      dk = _rotate(dk_acc * (1.0 / math.sqrt(d)), plgpu.load(kcs_smem, layout=_WGMMA), inverse=True)
+      dk = rotate(dk_acc * (1.0 / math.sqrt(d)), plgpu.load(kcs_smem, layout=_WGMMA), inverse=True)
       k_smem[...] = dk.astype(dtype)                                    # epilogue: rotate back, store
       v_smem[...] = dv_acc.astype(dtype)
       plgpu.commit_smem()

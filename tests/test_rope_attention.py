@@ -1,4 +1,4 @@
-"""The fused RoPE2D + flash attention kernels (pallas_kernels/rope_attention*.py) on CPU.
+"""The fused RoPE2D + flash attention kernels (pallas_kernels/) on CPU.
 
 What runs where:
   * the generic pl.pallas_call twin: forward and gradients in Pallas interpret mode, against the pure-JAX
@@ -19,8 +19,8 @@ from jax import export
 
 import dynadust3r_jax
 from convert_weights import convert
-from pallas_kernels.rope_attention import (BlockSizes, _rotate, default_block_sizes, rope_attention,
-                                           rope_attention_reference, rope_tables)
+from pallas_kernels.rope_attention import rope_attention, rope_attention_reference
+from pallas_kernels.rope_tiling import BlockSizes, default_block_sizes, rope_tables, rotate
 from tests.conftest import FIXTURES, fixture_views, relative_error
 
 TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
@@ -57,12 +57,12 @@ def test_rotation_is_orthogonal_and_inverse_is_transpose():
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(5, 64)), jnp.float32)
   cs = rope_tables(jnp.asarray(rng.integers(0, 50, size=(1, 5, 2))), 64)[0]
-  y = _rotate(x, cs)
+  y = rotate(x, cs)
   np.testing.assert_allclose(jnp.linalg.norm(y, axis=-1), jnp.linalg.norm(x, axis=-1), rtol=1e-6)
-  np.testing.assert_allclose(_rotate(y, cs, inverse=True), x, atol=1e-6)
+  np.testing.assert_allclose(rotate(y, cs, inverse=True), x, atol=1e-6)
   # <R x, z> == <x, R^T z>: the backward's epilogue rotation is the transpose
   z = jnp.asarray(rng.normal(size=(5, 64)), jnp.float32)
-  np.testing.assert_allclose(jnp.sum(y * z, -1), jnp.sum(x * _rotate(z, cs, inverse=True), -1), rtol=1e-5)
+  np.testing.assert_allclose(jnp.sum(y * z, -1), jnp.sum(x * rotate(z, cs, inverse=True), -1), rtol=1e-5)
 
 
 @pytest.mark.parametrize('dtype,nq,nk,d', [

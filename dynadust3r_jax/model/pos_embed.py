@@ -6,8 +6,8 @@ rotate-half pairing (element k with element k + D/4 inside each half). Angles, c
 computed in float32 whatever the token dtype (the PyTorch fallback casts angles to the token dtype
 first and loses precision under bf16; cuRoPE keeps float32, as here).
 
-The math lives in `pallas_kernels/rope_attention.py` (one copy, shared by the fused Pallas kernel and
-the XLA path): `rope_2d` is re-exported from there.
+The math lives in `pallas_kernels/rope_tiling.py` (one copy, shared by the fused Pallas kernels and
+the XLA path); `rope_2d`, its XLA form, is re-exported from `pallas_kernels/rope_attention.py`.
 """
 import numpy as np
 

@@ -3,7 +3,11 @@
 Mesh axes ('data', 'fsdp') from the config. The batch is split over all devices; with fsdp > 1 each
 large array is split along its largest axis divisible by the fsdp size (big_vision's `fsdp` strategy),
 small ones are replicated. Axes are Auto: XLA propagates the rest (all-gathers, reduce-scatters).
+The jitted steps run under the mesh (`under_mesh`): the 'pallas' attention reads it to run its kernel
+per device.
 """
+import functools
+
 import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -41,3 +45,14 @@ def state_shardings(abstract_state, mesh, min_size: int = MIN_FSDP_SIZE):
 def batch_sharding(mesh, batch_axis: int = 1) -> NamedSharding:
   """Arrays (accum, batch, ...): the batch axis over every device."""
   return NamedSharding(mesh, P(*([None] * batch_axis), BATCH_AXES))
+
+
+def under_mesh(fn, mesh):
+  """fn called with `mesh` as the ambient mesh (`jax.set_mesh`), so that code traced inside can read it
+  (`jax.sharding.get_abstract_mesh()`): the 'pallas' attention shard_maps its kernel over the batch
+  with it. The network itself takes no mesh."""
+  @functools.wraps(fn)
+  def call(*args, **kwargs):
+    with jax.set_mesh(mesh):
+      return fn(*args, **kwargs)
+  return call

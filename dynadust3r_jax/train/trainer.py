@@ -164,6 +164,8 @@ def train(config, workdir: str):
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
   eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha))
+  # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
+  train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
   predict = jax.jit(functools.partial(forward, graphdef))
   eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
 

@@ -1,8 +1,13 @@
-"""One train step on a (data=4, fsdp=2) mesh of 8 fake CPU devices and on one device: prints the max
-relative difference of the new parameters (run by tests/test_train.py in its own process, because the
-device count must be set before JAX starts)."""
+"""One train step on a (data=4, fsdp=2) mesh of 8 fake CPU devices against a second run of the same step:
+prints one JSON line (losses, gradient norms, differences of the new parameters, shard_maps in the step's
+program). Run by the tests in their own process, because the device count must be set before JAX starts:
+  python -m tests.scripts.sharded_step          against one device (tests/test_train.py)
+  python -m tests.scripts.sharded_step pallas   attention_impl='pallas' (interpret mode) against 'xla', both
+                                                on the 8 devices (tests/test_sharded_pallas.py)
+"""
 import json
 import os
+import sys
 
 os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
 
@@ -32,34 +37,45 @@ def batch(accum, micro, size=32):
   return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in b.items()}
 
 
-def run(mesh, host_batch):
+def run(mesh, host_batch, attention_impl='xla'):
   config = stereo4d.get_config('tiny')
-  cfg = ModelConfig.from_dict(dict(config.model, img_size=(32, 32)))
+  cfg = ModelConfig.from_dict(dict(config.model, img_size=(32, 32), attention_impl=attention_impl))
   graphdef, params, _ = nnx.split(build_model(cfg, 0), nnx.Param, ...)
   run.initial = jax.device_get(params)
   optimizer = make_optimizer(config.optimizer, 10)
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
            'data_skipped': jnp.zeros((), jnp.int32)}
   shardings = sharding.state_shardings(state, mesh, min_size=1024)  # tiny model: shard what divides
-  step = jax.jit(make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, 10), 0.2),
-                 in_shardings=(shardings, sharding.batch_sharding(mesh)), out_shardings=(shardings, None))
+  train_step = make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, 10), 0.2)
+  step = jax.jit(train_step, in_shardings=(shardings, sharding.batch_sharding(mesh)),
+                 out_shardings=(shardings, None))
   data = {k: jax.device_put(v, sharding.batch_sharding(mesh)) for k, v in host_batch.items()}
-  new_state, metrics = step(jax.device_put(state, shardings), data)
-  return jax.device_get(new_state['params']), metrics, shardings
+  state = jax.device_put(state, shardings)
+  new_state, metrics = sharding.under_mesh(step, mesh)(state, data)
+  # the per-device kernels of attention_impl='pallas' (model/attention.py) show as shard_maps in the program
+  shard_maps = sharding.under_mesh(step.lower, mesh)(state, data).as_text().count('sdy.manual_computation')
+  return jax.device_get(new_state['params']), metrics, shardings, shard_maps
 
 
-def main():
+def main(argv):
   host_batch = batch(accum=2, micro=8)
-  sharded, m8, shardings = run(sharding.make_mesh(4, 2), host_batch)
-  single, m1, _ = run(sharding.make_mesh(1, 1, devices=jax.devices()[:1]), host_batch)
+  mesh = sharding.make_mesh(4, 2)
+  if argv == ['pallas']:
+    got, m_got, shardings, shard_maps = run(mesh, host_batch, attention_impl='pallas')
+    want, m_want, _, _ = run(mesh, host_batch, attention_impl='xla')
+  else:
+    got, m_got, shardings, shard_maps = run(mesh, host_batch)
+    want, m_want, _, _ = run(sharding.make_mesh(1, 1, devices=jax.devices()[:1]), host_batch)
   fsdp_split = sum(1 for s in jax.tree.leaves(shardings['params']) if 'fsdp' in str(s.spec))
-  diffs = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single))]
-  moved = [np.max(np.abs(b - a)) for a, b in zip(jax.tree.leaves(run.initial), jax.tree.leaves(single))]
-  print(json.dumps(dict(max_abs_param_diff=float(max(diffs)), max_update=float(max(moved)),
-                        data_skipped=[int(m8['data_skipped_samples']), int(m1['data_skipped_samples'])],
-                        loss=[float(m8['loss']), float(m1['loss'])], grad_norm=[float(m8['grad_norm']), float(m1['grad_norm'])],
-                        fsdp_sharded_params=fsdp_split)))
+  diffs = [np.abs(a - b) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want))]
+  max_update = max(np.max(np.abs(b - a)) for a, b in zip(jax.tree.leaves(run.initial), jax.tree.leaves(want)))
+  off = sum(np.sum(d > 0.01 * max_update) for d in diffs) / sum(d.size for d in diffs)
+  both = lambda name, cast=float: [cast(m_got[name]), cast(m_want[name])]
+  print(json.dumps(dict(max_abs_param_diff=float(max(np.max(d) for d in diffs)), max_update=float(max_update),
+                        params_off=float(off),
+                        data_skipped=both('data_skipped_samples', int), loss=both('loss'),
+                        grad_norm=both('grad_norm'), fsdp_sharded_params=fsdp_split, shard_maps=shard_maps)))
 
 
 if __name__ == '__main__':
-  main()
+  main(sys.argv[1:])
