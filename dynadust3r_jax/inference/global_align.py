@@ -1,0 +1,298 @@
+"""DUSt3R's global alignment (`PointCloudOptimizer`, spec dust3r.md §3.3) in JAX: one jitted optimisation,
+edges evaluated in chunks.
+
+Parameters (float32; pixels raveled, A = H·W; all images one size for now — mixed sizes, padded to the largest
+area as the reference does, are not implemented yet):
+  pw_poses (E,8)      per edge [q XYZW, τ, log σ]: P_e = σ_e·[R(q) | sign(τ)expm1|τ|], σ_e = base_scale·
+                      exp(log σ_e − mean log σ) (geometric mean fixed; not normalised with ≥2 known poses)
+  im_poses (N,7)      cam-to-world [q, τ]
+  im_depthmaps (N,A)  log depth
+  im_focals (N,1)     f = exp(param/20)
+  im_pp (N,2)         pp = (W/2, H/2) + 10·param (frozen unless optimize_pp)
+Loss: Σ_e Σ_pix log C_i^e ‖X_i − P_e X_i^e‖ / Σ_e A_i + the same for view j, X_n = the world points of image n
+from its depth, focal, pp and pose. Adam β = (0.9, 0.9), eps 1e-8, lr by a cosine or linear schedule to
+lr_min; known values (presets) are frozen by masks on the updates.
+
+Memory (float32 words; A = pixels per image): the inputs hold 8·E·A (pred_i, pred_j: 3 each, weights: 1 each)
+and the parameters with their Adam moments ≈ 3·N·A; the loss-and-gradient's temporaries measure
+≈ (15·N + 29·edge_chunk)·A (XLA memory_analysis on CPU; independent of E), because each chunk of edge_chunk
+edges is recomputed in the backward (jax.checkpoint) and only the (N,A,3) world points and their cotangent
+persist. The reference materialises several (E,A,3) tensors instead (dust3r issue #1).
+"""
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.inference.init_mst import init_mst
+
+PARAM_NAMES = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals', 'im_pp')
+FOCAL_BREAK = 20.0
+
+
+@dataclass
+class Scene:
+  """Result of the global alignment (arrays numpy, float32; per-image lists if the images differ in size)."""
+  cam_to_world: np.ndarray      # (N,4,4)
+  focals: np.ndarray            # (N,)
+  principal_points: np.ndarray  # (N,2)
+  intrinsics: np.ndarray        # (N,3,3)
+  depthmaps: np.ndarray         # (N,H,W)
+  pts3d: np.ndarray             # (N,H,W,3) world
+  conf: np.ndarray              # (N,H,W) raw confidence: max over the edges of the image's predictions
+  min_conf_thr: float = 3.0
+  imgs: np.ndarray | None = None  # (N,H,W,3) RGB in [0,1] when the output had images
+  losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (niter,) loss before each step
+  params: dict | None = None    # final raw parameters
+
+  @property
+  def masks(self):
+    """(N,H,W) conf > min_conf_thr."""
+    return [c > self.min_conf_thr for c in self.conf] if isinstance(self.conf, list) else self.conf > self.min_conf_thr
+
+  # DUSt3R's accessor names, so scripts port line by line.
+  def get_im_poses(self):
+    return self.cam_to_world
+
+  def get_focals(self):
+    return self.focals
+
+  def get_principal_points(self):
+    return self.principal_points
+
+  def get_intrinsics(self):
+    return self.intrinsics
+
+  def get_depthmaps(self):
+    return self.depthmaps
+
+  def get_pts3d(self):
+    return self.pts3d
+
+  def get_masks(self):
+    return self.masks
+
+
+def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
+  """(niter,) learning rate of each step, t = step/niter: cosine lr_min + (lr−lr_min)(1+cos πt)/2, linear
+  lr + (lr_min − lr)t."""
+  t = np.arange(niter) / niter
+  if schedule == 'cosine':
+    return lr_min + (lr - lr_min) * (1 + np.cos(t * np.pi)) / 2
+  if schedule == 'linear':
+    return lr + (lr_min - lr) * t
+  raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
+
+
+def _safe_norm(x):
+  sq = jnp.sum(jnp.square(x), axis=-1)
+  return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+
+
+def pairwise_poses(pw_poses, base_scale=0.5, norm_pw_scale=True):
+  """(E,8) parameters → (E,4,4) P_e with σ_e scaling both rotation and translation."""
+  T = geo.pose_to_matrix(pw_poses)
+  log_s = pw_poses[:, -1]
+  if norm_pw_scale:
+    log_s = log_s + (jnp.log(base_scale) - jnp.mean(log_s))
+  scale = jnp.exp(log_s)
+  return T.at[:, :3].multiply(scale[:, None, None])
+
+
+def world_points(params, grid, base_pp):
+  """(N,A,3) world points of every image: depth·((u,v) − pp)/f, depth, moved by the image pose."""
+  depth = jnp.exp(params['im_depthmaps'])[..., None]
+  focal = jnp.exp(params['im_focals'] / FOCAL_BREAK)[:, None, :]
+  pp = (base_pp + 10.0 * params['im_pp'])[:, None, :]
+  cam = jnp.concatenate([depth * (grid - pp) / focal, depth], axis=-1)
+  P = geo.pose_to_matrix(params['im_poses'])
+  return jnp.einsum('nij,naj->nai', P[:, :3, :3], cam) + P[:, None, :3, 3]
+
+
+def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5):
+  """Scalar loss. data: ei, ej (E,) int32; pred_i, pred_j (E,A,3); w_i, w_j (E,A) (0 on padding); grid (N,A,2);
+  base_pp (N,2); area_i, area_j (). Edges are processed edge_chunk at a time under jax.checkpoint."""
+  E = data['ei'].shape[0]
+  P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale)
+  X = world_points(params, data['grid'], data['base_pp'])
+  chunk = min(edge_chunk, E)
+  n_chunks = -(-E // chunk)
+  edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j')}
+  edge_data['P'] = P
+
+  @jax.checkpoint
+  def chunk_loss(c, X, edge_data):
+    # the last chunk is shifted back to end at E (no padded copy of the inputs); edges already counted weigh 0
+    start = jnp.minimum(c * chunk, E - chunk)
+    d = {k: jax.lax.dynamic_slice_in_dim(v, start, chunk) for k, v in edge_data.items()}
+    fresh = (start + jnp.arange(chunk) >= c * chunk)[:, None]
+    R, t = d['P'][:, None, :3, :3], d['P'][:, None, :3, 3]
+    di = _safe_norm(X[d['ei']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_i']) + t))
+    dj = _safe_norm(X[d['ej']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_j']) + t))
+    return jnp.stack([jnp.sum(jnp.where(fresh, d['w_i'] * di, 0.0)), jnp.sum(jnp.where(fresh, d['w_j'] * dj, 0.0))])
+
+  def body(acc, c):
+    return acc + chunk_loss(c, X, edge_data), None
+  total, _ = jax.lax.scan(body, jnp.zeros(2, jnp.float32), jnp.arange(n_chunks))
+  return total[0] / data['area_i'] + total[1] / data['area_j']
+
+
+@partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale'))
+def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, base_scale=0.5):
+  """Adam(β=(0.9,0.9), eps=1e-8) for len(lrs) steps in one lax.fori_loop. masks: like params, 1 = free,
+  0 = frozen (broadcastable). Returns (params, (niter,) loss before each step)."""
+  loss_fn = partial(alignment_loss, edge_chunk=edge_chunk, norm_pw_scale=norm_pw_scale, base_scale=base_scale)
+  grad_fn = jax.value_and_grad(loss_fn)
+  adam = optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)
+  niter = lrs.shape[0]
+
+  def step(n, carry):
+    params, state, losses = carry
+    loss, grads = grad_fn(params, data)
+    grads = jax.tree.map(lambda g, m: g * m, grads, masks)
+    updates, state = adam.update(grads, state)
+    params = jax.tree.map(lambda p, u, m: p - lrs[n] * u * m, params, updates, masks)
+    return params, state, losses.at[n].set(loss)
+
+  params, _, losses = jax.lax.fori_loop(0, niter, step, (params, adam.init(params), jnp.zeros(niter)))
+  return params, losses
+
+
+def _per_image(values, n_imgs, name):
+  """None / {image: value} / a sequence over all images → {image: np.ndarray}."""
+  if values is None:
+    return {}
+  if isinstance(values, dict):
+    out = {int(k): np.asarray(v, np.float64) for k, v in values.items()}
+  else:
+    values = list(values)
+    if len(values) != n_imgs:
+      raise ValueError(f'{name}: got {len(values)} values for {n_imgs} images; pass a dict {{image: value}} '
+                       'for a subset')
+    out = {n: np.asarray(v, np.float64) for n, v in enumerate(values)}
+  bad = [k for k in out if not 0 <= k < n_imgs]
+  if bad:
+    raise ValueError(f'{name}: image indices {bad} out of range 0..{n_imgs - 1}')
+  return out
+
+
+def prepare(output, min_conf_thr=3.0):
+  """Arrays of a DUSt3R inference output (see global_align) → (data for the loss, per-image info)."""
+  ei = np.asarray(output['view1']['idx']).astype(np.int32).reshape(-1)
+  ej = np.asarray(output['view2']['idx']).astype(np.int32).reshape(-1)
+  pred_i = np.asarray(output['pred1']['pts3d'], np.float32)
+  pred_j = np.asarray(output['pred2']['pts3d_in_other_view'], np.float32)
+  conf_i = np.asarray(output['pred1']['conf'], np.float32)
+  conf_j = np.asarray(output['pred2']['conf'], np.float32)
+  n_imgs = int(max(ei.max(), ej.max())) + 1
+  if sorted(set(ei.tolist()) | set(ej.tolist())) != list(range(n_imgs)):
+    raise ValueError(f'image indices of the pairs must be exactly 0..N-1, got {sorted(set(ei) | set(ej))}')
+  E, H, W = conf_i.shape
+  area = H * W
+  im_conf = np.zeros((n_imgs, H, W), np.float32)
+  for e in range(E):
+    im_conf[ei[e]] = np.maximum(im_conf[ei[e]], conf_i[e])
+    im_conf[ej[e]] = np.maximum(im_conf[ej[e]], conf_j[e])
+  grid = np.broadcast_to(geo.pixel_grid(H, W).reshape(1, area, 2), (n_imgs, area, 2))
+  data = {'ei': ei, 'ej': ej, 'pred_i': pred_i.reshape(E, area, 3), 'pred_j': pred_j.reshape(E, area, 3),
+          'w_i': np.log(conf_i).reshape(E, area), 'w_j': np.log(conf_j).reshape(E, area),
+          'grid': np.ascontiguousarray(grid), 'base_pp': np.tile(np.float32([W / 2, H / 2]), (n_imgs, 1)),
+          'area_i': np.float32(E * area), 'area_j': np.float32(E * area)}
+  info = {'n_imgs': n_imgs, 'shape': (H, W), 'edges': list(zip(ei.tolist(), ej.tolist())), 'im_conf': im_conf,
+          'pts_i': pred_i, 'pts_j': pred_j, 'conf_i': conf_i, 'conf_j': conf_j}
+  return data, info
+
+
+def random_params(n_edges, n_imgs, H, W, seed=0):
+  """The reference's random start: pw_poses, im_poses ~ N(0,1), log-depth N(0,1)/10 − 3, focal max(H,W)."""
+  rng = np.random.default_rng(seed)
+  return {'pw_poses': rng.standard_normal((n_edges, 8)), 'im_poses': rng.standard_normal((n_imgs, 7)),
+          'im_depthmaps': rng.standard_normal((n_imgs, H * W)) / 10 - 3,
+          'im_focals': np.full((n_imgs, 1), FOCAL_BREAK * np.log(max(H, W))), 'im_pp': np.zeros((n_imgs, 2))}
+
+
+def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, lr_min=1e-6, min_conf_thr=3.0,
+                 base_scale=0.5, optimize_pp=False, known_poses=None, known_focals=None, known_pp=None,
+                 known_intrinsics=None, edge_chunk=16, niter_pnp=10, init_params=None, seed=0):
+  """DUSt3R's `global_aligner(output, mode=PointCloudOptimizer)` + `compute_global_alignment(init, niter,
+  schedule, lr)` → Scene.
+
+  output: {'view1': {'idx': (E,), 'img' (E,H,W,3) in [-1,1] optional, ...}, 'view2': ..., 'pred1': {'pts3d'
+  (E,H,W,3), 'conf' (E,H,W)}, 'pred2': {'pts3d_in_other_view', 'conf'}} (numpy). One image size for now.
+  init: 'mst' or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
+  known_poses (cam-to-world (4,4)), known_focals (px), known_pp (px), known_intrinsics ((3,3): focal = mean of
+  fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
+  edge_chunk: edges per chunk of the loss (memory, see the module docstring).
+  """
+  data, info = prepare(output, min_conf_thr)
+  n_imgs, (H, W), edges = info['n_imgs'], info['shape'], info['edges']
+  poses = _per_image(known_poses, n_imgs, 'known_poses')
+  focals = _per_image(known_focals, n_imgs, 'known_focals')
+  pps = _per_image(known_pp, n_imgs, 'known_pp')
+  for n, K in _per_image(known_intrinsics, n_imgs, 'known_intrinsics').items():
+    focals[n] = np.asarray(K[[0, 1], [0, 1]].mean())
+    pps[n] = K[:2, 2]
+  focals = {n: float(f) for n, f in focals.items()}
+
+  if init == 'mst':
+    params = init_mst(edges, info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j'], list(info['im_conf']),
+                      min_conf_thr=min_conf_thr, base_scale=base_scale, niter_pnp=niter_pnp, known_poses=poses,
+                      known_focals=focals, known_pp=pps)
+    params['im_pp'] = np.zeros((n_imgs, 2))
+    default = random_params(len(edges), n_imgs, H, W, seed)
+    params['im_focals'] = np.where(np.isnan(params['im_focals']), default['im_focals'], params['im_focals'])
+  elif init == 'random':
+    params = random_params(len(edges), n_imgs, H, W, seed)
+  else:
+    raise ValueError(f"init must be 'mst' or 'random', got {init!r}")
+  if init_params is not None:
+    params.update({k: np.asarray(v, np.float64) for k, v in init_params.items()})
+
+  pose_mask = np.ones((n_imgs, 1))
+  focal_mask = np.ones((n_imgs, 1))
+  pp_mask = np.full((n_imgs, 1), 1.0 if optimize_pp else 0.0)
+  for n, P in poses.items():
+    params['im_poses'][n] = geo.matrix_to_pose(P)
+    pose_mask[n] = 0
+  for n, f in focals.items():
+    params['im_focals'][n] = FOCAL_BREAK * np.log(f)
+    focal_mask[n] = 0
+  for n, pp in pps.items():
+    params['im_pp'][n] = (pp - data['base_pp'][n]) / 10
+    pp_mask[n] = 0
+  masks = {'pw_poses': np.ones((1, 1)), 'im_poses': pose_mask, 'im_depthmaps': np.ones((1, 1)),
+           'im_focals': focal_mask, 'im_pp': pp_mask}
+  params = {k: jnp.asarray(params[k], jnp.float32) for k in PARAM_NAMES}
+  masks = {k: jnp.asarray(v, jnp.float32) for k, v in masks.items()}
+  lrs = jnp.asarray(lr_schedule(niter, lr, lr_min, schedule), jnp.float32)
+  params, losses = optimize(params, jax.tree.map(jnp.asarray, data), masks, lrs, edge_chunk=edge_chunk,
+                            norm_pw_scale=len(poses) <= 1, base_scale=base_scale)
+  return make_scene(params, data, info, min_conf_thr, output, np.asarray(losses))
+
+
+def make_scene(params, data, info, min_conf_thr, output=None, losses=None):
+  """Decode the raw parameters into a Scene."""
+  n_imgs, (H, W) = info['n_imgs'], info['shape']
+  cam_to_world = np.asarray(geo.pose_to_matrix(params['im_poses']))
+  focals = np.asarray(jnp.exp(params['im_focals'][:, 0] / FOCAL_BREAK))
+  pp = np.asarray(data['base_pp'] + 10.0 * params['im_pp'])
+  K = np.zeros((n_imgs, 3, 3), np.float32)
+  K[:, 0, 0] = K[:, 1, 1] = focals
+  K[:, :2, 2] = pp
+  K[:, 2, 2] = 1
+  depth = np.asarray(jnp.exp(params['im_depthmaps'])).reshape(n_imgs, H, W)
+  pts3d = np.asarray(world_points(params, jnp.asarray(data['grid']), jnp.asarray(data['base_pp'])))
+  imgs = None
+  if output is not None and 'img' in output['view1'] and 'img' in output['view2']:
+    imgs = np.zeros((n_imgs, H, W, 3), np.float32)
+    for view in ('view1', 'view2'):
+      for e, n in enumerate(np.asarray(output[view]['idx']).reshape(-1)):
+        imgs[n] = (np.asarray(output[view]['img'][e]) + 1) / 2
+  return Scene(cam_to_world=cam_to_world, focals=focals, principal_points=pp, intrinsics=K, depthmaps=depth,
+               pts3d=pts3d.reshape(n_imgs, H, W, 3), conf=info['im_conf'], min_conf_thr=min_conf_thr, imgs=imgs,
+               losses=np.zeros(0) if losses is None else losses,
+               params={k: np.asarray(v) for k, v in params.items()})

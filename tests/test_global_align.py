@@ -1,0 +1,239 @@
+"""Global alignment (dynadust3r_jax/inference/{init_mst,global_align}.py) against mini-dust3r's
+PointCloudOptimizer on a synthetic static scene (tests/fixtures/align_synthetic.npz, tools/make_align_fixtures.py:
+5 images 24×32, symmetrized complete graph, 20 edges) and against the scene's ground truth.
+
+Measured (CPU, float32): MST-init parameters within 7e-6 of the reference; loss at the init within 1e-7 relative,
+gradient within 3.3e-4 of its largest entry; from the reference's init the first 10 losses within 2e-5
+relative, the whole curve within 6% (Adam's noisy middle phase with lr 0.01 amplifies float differences; both
+runs settle as the cosine schedule decays), final loss 1e-6, cameras 1e-4, focals and depths 2e-5; end to end
+(own MST init): final loss 6e-6 relative, cameras 9e-4, focals and depths 5e-4.
+"""
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.inference import global_align as ga
+from dynadust3r_jax.inference.init_mst import init_mst
+
+FIXTURE = Path(__file__).parent / 'fixtures' / 'align_synthetic.npz'
+TRAINED = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals')
+
+
+@pytest.fixture(scope='module')
+def ref():
+  return dict(np.load(FIXTURE))
+
+
+def _output(ref):
+  return {'view1': {'idx': ref['edges'][:, 0]}, 'view2': {'idx': ref['edges'][:, 1]},
+          'pred1': {'pts3d': ref['pts3d_i'], 'conf': ref['conf_i']},
+          'pred2': {'pts3d_in_other_view': ref['pts3d_j'], 'conf': ref['conf_j']}}
+
+
+@pytest.fixture(scope='module')
+def problem(ref):
+  data, info = ga.prepare(_output(ref))
+  return jax.tree.map(jnp.asarray, data), info
+
+
+def _ref_params(ref, prefix):
+  params = {k: jnp.asarray(ref[f'{prefix}_{k}']) for k in TRAINED}
+  params['im_pp'] = jnp.zeros((len(ref['gt_focals']), 2))
+  return params
+
+
+FREE = {'pw_poses': jnp.ones((1, 1)), 'im_poses': jnp.ones((1, 1)), 'im_depthmaps': jnp.ones((1, 1)),
+        'im_focals': jnp.ones((1, 1)), 'im_pp': jnp.zeros((1, 1))}
+
+
+def _rel_rotation_error_deg(P, G):
+  n = len(P)
+  return max(geo.rotation_angle_deg(P[i, :3, :3].T @ P[j, :3, :3], G[i, :3, :3].T @ G[j, :3, :3])
+             for i in range(n) for j in range(n) if i != j)
+
+
+def test_mst_init_equals_the_reference(ref, problem):
+  _, info = problem
+  params = init_mst(info['edges'], info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j'], list(info['im_conf']))
+  for k in TRAINED:
+    np.testing.assert_allclose(params[k], ref[f'mst_{k}'], rtol=1e-4, atol=1e-4 * np.abs(ref[f'mst_{k}']).max(),
+                               err_msg=k)
+  cams = np.asarray(geo.pose_to_matrix(jnp.asarray(params['im_poses'], jnp.float32)))
+  np.testing.assert_allclose(cams, ref['mst_cam_to_world'], atol=1e-4)
+  np.testing.assert_allclose(np.exp(params['im_focals'][:, 0] / 20), ref['mst_focals'], rtol=1e-4)
+  np.testing.assert_allclose(np.exp(params['im_depthmaps']).reshape(ref['mst_depth'].shape), ref['mst_depth'],
+                             rtol=1e-4)
+
+
+def test_loss_and_gradient_at_the_init_equal_the_reference(ref, problem, edge_chunk=7):
+  data, _ = problem
+  loss, grad = jax.value_and_grad(ga.alignment_loss)(_ref_params(ref, 'mst'), data, edge_chunk=edge_chunk)
+  assert float(loss) == pytest.approx(float(ref['mst_loss']), rel=1e-6)
+  for k in TRAINED:
+    g_ref = ref[f'mst_grad_{k}']
+    np.testing.assert_allclose(np.asarray(grad[k]), g_ref, atol=1e-3 * np.abs(g_ref).max(), err_msg=k)
+
+
+def test_chunked_loss_and_gradient_equal_the_unchunked(ref, problem):
+  data, _ = problem
+  params = _ref_params(ref, 'rand')
+  full_loss, full_grad = jax.value_and_grad(ga.alignment_loss)(params, data, edge_chunk=20)
+  for chunk in (1, 6, 16):  # 6 and 16 do not divide E = 20: the last chunk overlaps and is masked
+    loss, grad = jax.value_and_grad(ga.alignment_loss)(params, data, edge_chunk=chunk)
+    assert float(loss) == pytest.approx(float(full_loss), rel=1e-6)
+    for k in TRAINED:
+      np.testing.assert_allclose(np.asarray(grad[k]), np.asarray(full_grad[k]), rtol=1e-5,
+                                 atol=1e-6 * np.abs(np.asarray(full_grad[k])).max(), err_msg=f'{chunk} {k}')
+
+
+def test_chunked_gradient_memory_does_not_grow_with_edges():
+  E, N, A = 40, 8, 4096
+  rng = np.random.default_rng(0)
+  data = {'ei': jnp.asarray(rng.integers(0, N, E), jnp.int32), 'ej': jnp.asarray(rng.integers(0, N, E), jnp.int32),
+          'pred_i': jnp.ones((E, A, 3)), 'pred_j': jnp.ones((E, A, 3)), 'w_i': jnp.ones((E, A)),
+          'w_j': jnp.ones((E, A)), 'grid': jnp.ones((N, A, 2)), 'base_pp': jnp.ones((N, 2)), 'area_i': 1.0,
+          'area_j': 1.0}
+  params = {'pw_poses': jnp.ones((E, 8)), 'im_poses': jnp.ones((N, 7)), 'im_depthmaps': jnp.ones((N, A)),
+            'im_focals': jnp.ones((N, 1)), 'im_pp': jnp.zeros((N, 2))}
+
+  def temp_floats_per_pixel(chunk):
+    f = jax.jit(jax.grad(lambda p, d: ga.alignment_loss(p, d, edge_chunk=chunk)))
+    analysis = f.lower(params, data).compile().memory_analysis()
+    if analysis is None:
+      pytest.skip('no memory analysis on this backend')
+    return analysis.temp_size_in_bytes / 4 / A
+  small, full = temp_floats_per_pixel(2), temp_floats_per_pixel(E)
+  assert small < 20 * N + 40 * 2  # the docstring's ≈ (15·N + 29·edge_chunk)·A
+  assert full > 3 * small
+
+
+def test_optimiser_from_the_reference_init_follows_the_reference(ref, problem):
+  data, info = problem
+  lrs = jnp.asarray(ga.lr_schedule(300, 0.01), jnp.float32)
+  params, losses = ga.optimize(_ref_params(ref, 'mst'), data, FREE, lrs, edge_chunk=8)
+  losses = np.asarray(losses)
+  rel = np.abs(losses / ref['losses'] - 1)
+  assert rel[:10].max() < 1e-4
+  assert rel.max() < 0.1
+  assert rel[-1] < 1e-4
+  scene = ga.make_scene(params, data, info, 3.0)
+  np.testing.assert_allclose(scene.cam_to_world, ref['final_cam_to_world'], atol=5e-4)
+  np.testing.assert_allclose(scene.focals, ref['final_focals'], rtol=1e-4)
+  np.testing.assert_allclose(scene.depthmaps, ref['final_depth'], rtol=1e-4)
+  np.testing.assert_allclose(scene.pts3d, ref['final_pts3d'], atol=1e-3)
+
+
+def test_linear_schedule_follows_the_reference(ref, problem):
+  data, _ = problem
+  lrs = jnp.asarray(ga.lr_schedule(100, 0.01, schedule='linear'), jnp.float32)
+  _, losses = ga.optimize(_ref_params(ref, 'mst'), data, FREE, lrs, edge_chunk=8)
+  rel = np.abs(np.asarray(losses) / ref['linear_losses'] - 1)
+  assert rel[:10].max() < 1e-4
+  assert rel.max() < 0.1
+
+
+def test_lr_schedules():
+  np.testing.assert_allclose(ga.lr_schedule(4, 0.01, 1e-6, 'cosine'),
+                             1e-6 + (0.01 - 1e-6) * (1 + np.cos(np.pi * np.arange(4) / 4)) / 2)
+  np.testing.assert_allclose(ga.lr_schedule(4, 0.01, 1e-6, 'linear'), 0.01 + (1e-6 - 0.01) * np.arange(4) / 4)
+  with pytest.raises(ValueError, match='cosine'):
+    ga.lr_schedule(4, 0.01, schedule='step')
+
+
+@pytest.fixture(scope='module')
+def scene(ref):
+  return ga.global_align(_output(ref), niter=300, lr=0.01, schedule='cosine', init='mst')
+
+
+def test_global_align_end_to_end_equals_the_reference(ref, scene):
+  assert scene.losses.shape == (300,)
+  assert abs(scene.losses[-1] / ref['losses'][-1] - 1) < 1e-4
+  assert np.abs(scene.losses / ref['losses'] - 1).max() < 0.1
+  np.testing.assert_allclose(scene.cam_to_world, ref['final_cam_to_world'], atol=3e-3)
+  np.testing.assert_allclose(scene.focals, ref['final_focals'], rtol=2e-3)
+  np.testing.assert_allclose(scene.depthmaps, ref['final_depth'], rtol=2e-3)
+
+
+def test_scene_fields(ref, scene):
+  N, H, W = ref['gt_depth'].shape
+  assert scene.cam_to_world.shape == (N, 4, 4) and scene.focals.shape == (N,)
+  assert scene.principal_points.shape == (N, 2) and scene.intrinsics.shape == (N, 3, 3)
+  assert scene.depthmaps.shape == (N, H, W) and scene.pts3d.shape == (N, H, W, 3) and scene.conf.shape == (N, H, W)
+  np.testing.assert_allclose(scene.principal_points, np.tile([W / 2, H / 2], (N, 1)))
+  np.testing.assert_allclose(scene.intrinsics[:, 0, 0], scene.focals)
+  np.testing.assert_allclose(scene.intrinsics[:, 1, 1], scene.focals)
+  np.testing.assert_allclose(scene.intrinsics[:, :2, 2], scene.principal_points)
+  # pts3d = unprojected depth moved by the pose
+  v, u = np.mgrid[:H, :W]
+  cam = np.stack([(u - W / 2) / scene.focals[:, None, None], (v - H / 2) / scene.focals[:, None, None],
+                  np.ones((N, H, W))], -1) * scene.depthmaps[..., None]
+  world = np.einsum('nij,nhwj->nhwi', scene.cam_to_world[:, :3, :3], cam) + scene.cam_to_world[:, None, None, :3, 3]
+  np.testing.assert_allclose(scene.pts3d, world, atol=1e-4)
+  # conf = max over the edges of the image's raw confidences; masks = conf > 3
+  conf0 = np.max([ref['conf_i'][e] for e, (i, _) in enumerate(ref['edges']) if i == 0]
+                 + [ref['conf_j'][e] for e, (_, j) in enumerate(ref['edges']) if j == 0], axis=0)
+  np.testing.assert_array_equal(scene.conf[0], conf0)
+  np.testing.assert_array_equal(scene.get_masks(), scene.conf > 3)
+
+
+def test_accuracy_on_the_known_cameras(ref, scene):
+  G = ref['gt_cam_to_world'].astype(np.float64)
+  assert _rel_rotation_error_deg(scene.cam_to_world.astype(np.float64), G) < 0.3  # measured 0.13°
+  np.testing.assert_allclose(scene.focals, ref['gt_focals'], rtol=0.02)  # measured 0.55 %
+
+
+def test_presets_are_kept_and_the_other_cameras_recovered(ref):
+  G = ref['gt_cam_to_world'].astype(np.float64)
+  f0 = float(ref['gt_focals'][0])
+  scene = ga.global_align(_output(ref), niter=300, known_focals={0: f0}, known_poses={0: G[0], 1: G[1]})
+  np.testing.assert_allclose(scene.cam_to_world[:2], G[:2], atol=1e-6)
+  assert scene.focals[0] == pytest.approx(f0, rel=1e-6)
+  # the two known poses fix the world frame and the scale: the other cameras land on the GT ones
+  for n in range(2, 5):
+    assert geo.rotation_angle_deg(scene.cam_to_world[n, :3, :3], G[n, :3, :3]) < 0.5  # measured ≤ 0.17°
+  baseline = np.linalg.norm(G[0, :3, 3] - G[1, :3, 3])
+  assert np.linalg.norm(scene.cam_to_world[:, :3, 3] - G[:, :3, 3], axis=-1).max() < 0.05 * baseline  # 2.2 %
+  np.testing.assert_allclose(scene.focals, ref['gt_focals'], rtol=0.02)
+  assert np.median(np.abs(scene.depthmaps / ref['gt_depth'] - 1)) < 0.05  # metric depth, measured 2 %
+
+
+def test_preset_principal_points_and_intrinsics(ref):
+  N, H, W = ref['gt_depth'].shape
+  K = np.array([[ref['gt_focals'][2], 0, 15.0], [0, ref['gt_focals'][2], 12.5], [0, 0, 1]])
+  scene = ga.global_align(_output(ref), niter=20, optimize_pp=True, known_intrinsics={2: K},
+                          known_pp={3: (16.5, 11.0)})
+  np.testing.assert_allclose(scene.intrinsics[2], K, rtol=1e-6)
+  np.testing.assert_allclose(scene.principal_points[3], [16.5, 11.0], rtol=1e-6)
+  assert not np.allclose(scene.principal_points[[0, 1, 4]], [W / 2, H / 2])  # the free ones moved
+
+
+def test_bad_inputs_name_the_problem(ref):
+  out = _output(ref)
+  with pytest.raises(ValueError, match='known_focals'):
+    ga.global_align(out, niter=1, known_focals=[30.0, 31.0])
+  with pytest.raises(ValueError, match='out of range'):
+    ga.global_align(out, niter=1, known_poses={7: np.eye(4)})
+  with pytest.raises(ValueError, match="'mst' or 'random'"):
+    ga.global_align(out, niter=1, init='known_poses')
+  bad = _output(ref)
+  bad['view1'] = {'idx': ref['edges'][:, 0] + 10}
+  bad['view2'] = {'idx': ref['edges'][:, 1] + 10}
+  with pytest.raises(ValueError, match='0..N-1'):
+    ga.global_align(bad, niter=1)
+
+
+def test_ransac_pnp_recovers_a_camera_from_its_world_points(ref):
+  from dynadust3r_jax.inference.init_mst import fast_pnp
+  n, (H, W) = 2, ref['gt_depth'].shape[1:]
+  f, G = float(ref['gt_focals'][n]), ref['gt_cam_to_world'][n].astype(np.float64)
+  v, u = np.mgrid[:H, :W]
+  world = geo.apply_transform(G, np.stack([(u - W / 2) / f, (v - H / 2) / f, np.ones((H, W))], -1)
+                              * ref['gt_depth'][n][..., None])
+  focal, pose = fast_pnp(world, f, np.ones((H, W), bool))
+  assert focal == f
+  np.testing.assert_allclose(pose, G, atol=1e-5)
+  assert fast_pnp(world, f, np.zeros((H, W), bool)) is None  # fewer than 4 points

@@ -1,0 +1,182 @@
+"""Make the global-alignment parity fixture tests/fixtures/align_synthetic.npz (dev tool; CI only reads it).
+
+usage:  /work/venv/ref/bin/python tools/make_align_fixtures.py tests/fixtures
+
+The reference is mini-dust3r 0.1.2's `cloud_opt` (a packaged copy of the official DUSt3R global alignment,
+spec dust3r.md §3.3, §7), torch CPU float32, one thread, fixed seeds; it imports torchvision only for image
+loading, so a stub module stands in for it here.
+
+Inputs are synthetic pairwise predictions of a static scene (numpy, seed 0): N=5 cameras (focals 27..33 px,
+small rotations, translations of ~0.5) looking at a textured height field z = 4 + bumps, H×W = 24×32. For every
+ordered pair e=(i,j) of the symmetrized complete graph (DUSt3R's order: (1,0),(2,0),(2,1),… then the reversed
+pairs), pred1.pts3d = image i's points in camera i, pred2.pts3d_in_other_view = image j's points in camera i,
+both times a random per-pair scale exp(U(-0.3,0.3)) plus N(0, 0.004·depth) noise; confidences U(1,5).
+
+Run: `global_aligner(output, mode=PointCloudOptimizer)` after torch.manual_seed(0), then `init='mst'` (the
+reference's init_minimum_spanning_tree, niter_PnP=10), then 300 iterations of `global_alignment_iter` (cosine,
+lr 0.01, lr_min 1e-6, Adam β=(0.9,0.9)) recording the loss of every step, and a second run of 100 linear-schedule
+iterations from the same MST start (losses only).
+
+Keys (float32 unless noted):
+  gt_cam_to_world (N,4,4), gt_focals (N,), gt_depth (N,H,W)          the synthetic scene
+  edges (E,2) int32; pts3d_i, pts3d_j (E,H,W,3); conf_i, conf_j (E,H,W)   the pairwise predictions
+  rand_{pw_poses (E,8), im_poses (N,7), im_depthmaps (N,HW), im_focals (N,1)}   torch.randn initial parameters
+  mst_{pw_poses, im_poses, im_depthmaps, im_focals, im_pp (N,2)}     parameters after the MST init
+  mst_cam_to_world (N,4,4), mst_focals (N,), mst_depth (N,H,W)       decoded MST init
+  mst_loss (), mst_grad_{pw_poses, im_poses, im_depthmaps, im_focals}   loss and gradient at the MST init
+  losses (300,) float64                                              loss before each step (cosine run)
+  final_{pw_poses, im_poses, im_depthmaps, im_focals}, final_cam_to_world, final_focals, final_depth, final_pts3d
+  linear_losses (100,) float64                                       linear schedule, niter=100
+Re-running reproduces the file byte for byte.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import sys  # noqa: E402
+import types  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+N_IMAGES, H, W = 5, 24, 32
+NITER = 300
+
+
+def _stub_torchvision():
+  """mini_dust3r.utils.image builds ImgNorm from torchvision.transforms at import; nothing here uses it."""
+  tv = types.ModuleType('torchvision')
+  tvf = types.ModuleType('torchvision.transforms')
+  tvf.Compose = lambda fns: None
+  tvf.ToTensor = lambda: None
+  tvf.Normalize = lambda *a, **k: None
+  tv.transforms = tvf
+  sys.modules.setdefault('torchvision', tv)
+  sys.modules.setdefault('torchvision.transforms', tvf)
+
+
+def _rotation(axis_angle):
+  """(3,) axis-angle → (3,3) rotation (Rodrigues)."""
+  theta = np.linalg.norm(axis_angle)
+  k = axis_angle / theta
+  kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
+  return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+
+
+def _height(x, y):
+  return 4.0 + 0.4 * np.sin(1.3 * x + 0.5) * np.cos(1.1 * y) + 0.15 * np.sin(3.1 * x - 2.0 * y)
+
+
+def synthetic_scene(seed=0):
+  """GT cameras and depth of a height field seen by N_IMAGES cameras, and the pairwise predictions."""
+  rng = np.random.default_rng(seed)
+  focals = rng.uniform(27.0, 33.0, N_IMAGES)
+  cam_to_world = np.tile(np.eye(4), (N_IMAGES, 1, 1))
+  for n in range(N_IMAGES):
+    cam_to_world[n, :3, :3] = _rotation(rng.normal(size=3) * 0.08 + 1e-9)
+    cam_to_world[n, :3, 3] = rng.uniform(-0.5, 0.5, 3) * np.array([1.0, 1.0, 0.3])
+  v, u = np.mgrid[:H, :W].astype(np.float64)
+  depth = np.zeros((N_IMAGES, H, W))
+  pts_cam = np.zeros((N_IMAGES, H, W, 3))
+  for n in range(N_IMAGES):
+    rays_cam = np.stack([(u - W / 2) / focals[n], (v - H / 2) / focals[n], np.ones_like(u)], -1)
+    rays = rays_cam @ cam_to_world[n, :3, :3].T
+    origin = cam_to_world[n, :3, 3]
+    t = np.full((H, W), 4.0)
+    for _ in range(100):  # fixed point of o_z + t d_z = h(o_xy + t d_xy)
+      p = origin + t[..., None] * rays
+      t = (_height(p[..., 0], p[..., 1]) - origin[2]) / rays[..., 2]
+    depth[n] = t  # rays_cam has z = 1, so the ray parameter is the depth
+    pts_cam[n] = t[..., None] * rays_cam
+  edges = [(i, j) for i in range(N_IMAGES) for j in range(i)]
+  edges += [(j, i) for i, j in edges]
+  world_to_cam = np.linalg.inv(cam_to_world)
+  pts_i, pts_j, conf_i, conf_j = [], [], [], []
+  for i, j in edges:
+    scale = np.exp(rng.uniform(-0.3, 0.3))
+    rel = world_to_cam[i] @ cam_to_world[j]  # camera j → camera i
+    xj = pts_cam[j] @ rel[:3, :3].T + rel[:3, 3]
+    pts_i.append(scale * (pts_cam[i] + rng.normal(size=(H, W, 3)) * 0.004 * depth[i][..., None]))
+    pts_j.append(scale * (xj + rng.normal(size=(H, W, 3)) * 0.004 * depth[j][..., None]))
+    conf_i.append(rng.uniform(1.0, 5.0, (H, W)))
+    conf_j.append(rng.uniform(1.0, 5.0, (H, W)))
+  f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+  return dict(gt_cam_to_world=f32(cam_to_world), gt_focals=f32(focals), gt_depth=f32(depth),
+              edges=np.asarray(edges, np.int32), pts3d_i=f32(pts_i), pts3d_j=f32(pts_j),
+              conf_i=f32(conf_i), conf_j=f32(conf_j))
+
+
+def main(out_dir):
+  _stub_torchvision()
+  import torch
+  torch.set_num_threads(1)
+  from mini_dust3r.cloud_opt import GlobalAlignerMode, global_aligner
+  from mini_dust3r.cloud_opt import init_im_poses
+  from mini_dust3r.cloud_opt.base_opt import global_alignment_iter
+
+  data = synthetic_scene()
+  E = len(data['edges'])
+  t = torch.from_numpy
+  imgs = torch.zeros((E, 3, H, W))
+  shape = torch.tensor([[H, W]] * E, dtype=torch.int32)
+  output = {
+      'view1': {'img': imgs, 'true_shape': shape, 'idx': data['edges'][:, 0].tolist(), 'instance': [''] * E},
+      'view2': {'img': imgs, 'true_shape': shape, 'idx': data['edges'][:, 1].tolist(), 'instance': [''] * E},
+      'pred1': {'pts3d': t(data['pts3d_i']), 'conf': t(data['conf_i'])},
+      'pred2': {'pts3d_in_other_view': t(data['pts3d_j']), 'conf': t(data['conf_j'])},
+      'loss': None}
+
+  def params(scene):
+    return {'pw_poses': scene.pw_poses, 'im_poses': scene.im_poses, 'im_depthmaps': scene.im_depthmaps,
+            'im_focals': scene.im_focals, 'im_pp': scene.im_pp}
+
+  def dump(prefix, scene, keys=('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals', 'im_pp')):
+    for k in keys:
+      data[f'{prefix}_{k}'] = params(scene)[k].detach().numpy().astype(np.float32)
+
+  def decoded(prefix, scene):
+    with torch.no_grad():
+      data[f'{prefix}_cam_to_world'] = scene.get_im_poses().numpy().astype(np.float32)
+      data[f'{prefix}_focals'] = scene.get_focals().numpy().reshape(-1).astype(np.float32)
+      data[f'{prefix}_depth'] = torch.stack(scene.get_depthmaps()).numpy().astype(np.float32)
+      data[f'{prefix}_pts3d'] = torch.stack(scene.get_pts3d()).numpy().astype(np.float32)
+
+  torch.manual_seed(0)
+  scene = global_aligner(output, device='cpu', mode=GlobalAlignerMode.PointCloudOptimizer, verbose=False)
+  dump('rand', scene, ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals'))
+  init_im_poses.init_minimum_spanning_tree(scene, niter_PnP=10)
+  dump('mst', scene)
+  decoded('mst', scene)
+  del data['mst_pts3d']
+  start = {k: v.detach().clone() for k, v in scene.state_dict().items()}
+
+  loss = scene()
+  loss.backward()
+  data['mst_loss'] = np.float32(loss.item())
+  for k in ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals'):
+    data[f'mst_grad_{k}'] = params(scene)[k].grad.numpy().astype(np.float32)
+    params(scene)[k].grad = None
+
+  def run(niter, schedule):
+    trainable = [p for p in scene.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=0.01, betas=(0.9, 0.9))
+    return np.array([global_alignment_iter(scene, n, niter, 0.01, 1e-6, optimizer, schedule)
+                     for n in range(niter)], np.float64)
+
+  data['losses'] = run(NITER, 'cosine')
+  dump('final', scene, ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals'))
+  decoded('final', scene)
+  scene.load_state_dict(start)
+  data['linear_losses'] = run(100, 'linear')
+
+  Path(out_dir).mkdir(parents=True, exist_ok=True)
+  out = Path(out_dir) / 'align_synthetic.npz'
+  np.savez(out, **data)
+  print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB); init loss {data["mst_loss"]:.6f} '
+        f'→ {data["losses"][-1]:.6f}; focals gt {np.round(data["gt_focals"], 2)} '
+        f'final {np.round(data["final_focals"], 2)}')
+
+
+if __name__ == '__main__':
+  main(sys.argv[1] if len(sys.argv) > 1 else 'tests/fixtures')
