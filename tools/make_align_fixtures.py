@@ -27,6 +27,9 @@ Keys (float32 unless noted):
   losses (300,) float64                                              loss before each step (cosine run)
   final_{pw_poses, im_poses, im_depthmaps, im_focals}, final_cam_to_world, final_focals, final_depth, final_pts3d
   linear_losses (100,) float64                                       linear schedule, niter=100
+  rand_losses (100,) float64                                         cosine, niter=100, from the rand_ start
+  pair_edges (2,) int32: the edges (1,0), (0,1) of images 0 and 1, run through PairViewer (min_conf_thr=3):
+  pair_cam_to_world (2,4,4), pair_focals (2,), pair_depth (2,H,W), pair_pts3d (2,H,W,3)
 Re-running reproduces the file byte for byte.
 """
 import os
@@ -169,6 +172,23 @@ def main(out_dir):
   decoded('final', scene)
   scene.load_state_dict(start)
   data['linear_losses'] = run(100, 'linear')
+  with torch.no_grad():
+    for k in ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals'):
+      params(scene)[k][:] = t(data[f'rand_{k}'])
+  data['rand_losses'] = run(100, 'cosine')
+
+  pair = np.array([0, int(np.flatnonzero((data['edges'] == (0, 1)).all(1))[0])], np.int32)
+  assert (data['edges'][pair] == [(1, 0), (0, 1)]).all()
+  data['pair_edges'] = pair
+  sel = lambda d: {k: (v[pair] if isinstance(v, torch.Tensor) else [v[p] for p in pair]) for k, v in d.items()}  # noqa: E731
+  pair_output = {k: sel(output[k]) for k in ('view1', 'view2', 'pred1', 'pred2')}
+  pair_output['loss'] = None
+  viewer = global_aligner(pair_output, device='cpu', mode=GlobalAlignerMode.PairViewer, verbose=False)
+  with torch.no_grad():
+    data['pair_cam_to_world'] = viewer.get_im_poses().numpy().astype(np.float32)
+    data['pair_focals'] = viewer.get_focals().numpy().reshape(-1).astype(np.float32)
+    data['pair_depth'] = torch.stack(viewer.get_depthmaps()).numpy().astype(np.float32)
+    data['pair_pts3d'] = torch.stack(viewer.get_pts3d()).numpy().astype(np.float32)
 
   Path(out_dir).mkdir(parents=True, exist_ok=True)
   out = Path(out_dir) / 'align_synthetic.npz'
