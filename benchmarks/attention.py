@@ -21,14 +21,13 @@ Variants (all take q, k, v (B, N, H, D), positions (B, N, 2) and include the rot
 One JSON line per (case, variant, pass): {"bench": "rope_attention", "case", "variant", "pass": "fwd" |
 "fwd_bwd", "B", "Nq", "Nk", "H", "D", "dtype", "ms", "tflops" (attention matmul FLOPs only: 4 B H Nq Nk D
 forward, 2.5x that backward), "vs_cudnn", "vs_xla" (time of that variant / time of this one: > 1 means
-faster), and for fwd_bwd the memory of the jitted forward+backward from XLA's buffer assignment:
-"temp_mib" (residuals and intermediates: the attention matrix of 'xla', the rotated q/k of the XLA-RoPE
-variants; the kernels' SMEM is on chip) and "total_mib" (temp + arguments + outputs)}.
-The pallas variant also gets one {"check": ...} line: max |pallas - xla| / max |xla| of o, dq, dk, dv at
-the benchmark shape (the first test of the compiled kernels on a GPU). A skipped variant gets
-{"skipped": reason}.
+faster), "frac_of_bf16_peak" + "peak_source" on a GPU (of the measured rate when given), and for
+fwd_bwd the memory of the jitted forward+backward from XLA's buffer assignment: "temp_mib" (residuals
+and intermediates: the attention matrix of 'xla', the rotated q/k of the XLA-RoPE variants; the kernels'
+SMEM is on chip) and "total_mib" (temp + arguments + outputs)}. The pallas variant also gets one
+{"bench": "rope_attention_check", "check": ...} line: max |pallas - xla| / max |xla| of o, dq, dk, dv at
+the benchmark shape. A skipped variant, or a case that the time budget leaves out, gets {"skipped": reason}.
 """
-import json
 import time
 
 import jax
@@ -36,30 +35,18 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from pallas_kernels.rope_attention import (BlockSizes, default_block_sizes, rope_2d, rope_attention,
-                                           rope_attention_reference)
+from benchmarks.common import bf16_peak_tflops, print_row
+from pallas_kernels.rope_attention import rope_2d, rope_attention, rope_attention_reference
+from pallas_kernels.rope_tiling import BlockSizes, default_block_sizes
 
-flags.DEFINE_list('variants', ['pallas', 'xla', 'cudnn', 'tokamax'], 'Variants to time.')
-flags.DEFINE_list('cases', ['self', 'cross'], 'Cases to time.')
-flags.DEFINE_list('self_shape', None, 'B,Nq,Nk,H,D of the self-attention case (default: DUSt3R, or small on CPU).')
-flags.DEFINE_list('cross_shape', None, 'B,Nq,Nk,H,D of the cross-attention case.')
-flags.DEFINE_string('dtype', 'bfloat16', 'Input dtype.')
-flags.DEFINE_integer('iters', None, 'Timed iterations (default 20 on GPU, 2 on CPU).')
-flags.DEFINE_float('base', 100.0, 'RoPE base.')
-for _name in ('block_q', 'block_kv', 'block_q_bwd', 'block_kv_bwd', 'compute_wgs', 'num_stages'):
-  flags.DEFINE_integer(_name, None, f'BlockSizes.{_name} of the Pallas kernel (default: default_block_sizes).')
-FLAGS = flags.FLAGS
-
+BLOCK_FIELDS = ('block_q', 'block_kv', 'block_q_bwd', 'block_kv_bwd', 'compute_wgs', 'num_stages')
 SHAPES = {'gpu': {'self': (16, 1024, 1024, 16, 64), 'cross': (16, 768, 1024, 12, 64)},
           'cpu': {'self': (2, 256, 256, 2, 64), 'cross': (2, 192, 256, 2, 64)}}
 
 
-def _variants(on_gpu):
+def _variants(on_gpu, base, overrides):
   """name -> (function of (q, k, v, q_pos, k_pos), or a reason it is skipped)."""
-  base = FLAGS.base
   blocks = None
-  overrides = {n: getattr(FLAGS, n) for n in ('block_q', 'block_kv', 'block_q_bwd', 'block_kv_bwd',
-                                              'compute_wgs', 'num_stages') if getattr(FLAGS, n) is not None}
   if overrides:
     start = default_block_sizes(backend='mosaic_gpu' if on_gpu else 'generic')
     blocks = BlockSizes(**{**start.__dict__, **overrides})
@@ -75,7 +62,7 @@ def _variants(on_gpu):
   try:
     import tokamax  # noqa: PLC0415
   except ImportError:
-    out['tokamax'] = 'tokamax is not installed (pip install tokamax; carry its venv to the GPU machine)'
+    out['tokamax'] = 'tokamax is not installed (the GPU suite carries it: benchmarks/gpu_wheels.txt)'
   else:
     if on_gpu:
       out['tokamax'] = lambda q, k, v, qp, kp: tokamax.dot_product_attention(
@@ -97,7 +84,7 @@ def _inputs(b, nq, nk, h, d, dtype):
 
 
 def _timed(fn, args, iters):
-  for _ in range(2):  # compile + warm-up (the second call can still be slow: caches, autotuning)
+  for _ in range(2):  # warm-up (the second call can still be slow: caches, autotuning)
     jax.block_until_ready(fn(*args))
   times = []
   for _ in range(iters):
@@ -119,55 +106,88 @@ def _rel(a, b):
   return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def main(_):
+def run(*, variants=('pallas', 'xla', 'cudnn', 'tokamax'), cases=('self', 'cross'), shapes=None,
+        dtype='bfloat16', iters=None, base=100.0, block_overrides=None, peak_tflops=None, budget=None,
+        emit=print_row):
+  """Times every (case, variant); see the module docstring for the lines it emits.
+
+  shapes: {case: (B, Nq, Nk, H, D)} (default: SHAPES for this backend); block_overrides: BlockSizes
+  fields for the Pallas kernel; budget: a benchmarks.common.Budget (a case that would overrun it is
+  skipped, estimated from the previous case)."""
   on_gpu = jax.default_backend() == 'gpu'
-  iters = FLAGS.iters or (20 if on_gpu else 2)
-  dtype = jnp.dtype(FLAGS.dtype)
-  variants = _variants(on_gpu)
+  iters = iters or (20 if on_gpu else 2)
+  dtype = jnp.dtype(dtype)
+  fns = _variants(on_gpu, base, block_overrides or {})
   device = jax.devices()[0].device_kind
-  for case in FLAGS.cases:
-    shape = getattr(FLAGS, f'{case}_shape')
-    b, nq, nk, h, d = tuple(map(int, shape)) if shape else SHAPES['gpu' if on_gpu else 'cpu'][case]
+  peak, peak_source = bf16_peak_tflops(peak_tflops)
+  last_case_s = 0.0
+  for case in cases:
+    b, nq, nk, h, d = (shapes or {}).get(case) or SHAPES['gpu' if on_gpu else 'cpu'][case]
+    head = dict(bench='rope_attention', case=case, B=b, Nq=nq, Nk=nk, H=h, D=d, dtype=dtype.name, device=device)
+    if budget and not budget.allows(1.2 * last_case_s):
+      emit(dict(head, skipped=f'time budget ({budget.left():.0f} s left, the last case took {last_case_s:.0f} s)'))
+      continue
+    case_start = time.perf_counter()
     q, k, v, qp, kp, do = _inputs(b, nq, nk, h, d, dtype)
     fwd_flops = 4 * b * h * nq * nk * d
-    head = dict(bench='rope_attention', case=case, B=b, Nq=nq, Nk=nk, H=h, D=d, dtype=dtype.name, device=device)
     rows, results = [], {}
-    for name in FLAGS.variants:
-      fn = variants[name]
+    for name in variants:
+      fn = fns[name]
       if isinstance(fn, str):
-        print(json.dumps({**head, 'variant': name, 'skipped': fn}), flush=True)
+        emit({**head, 'variant': name, 'skipped': fn})
         continue
-      fwd = jax.jit(fn)
-      both = _fwd_bwd(fn)
       try:
+        fwd = jax.jit(fn).lower(q, k, v, qp, kp).compile()
+        both = _fwd_bwd(fn).lower(q, k, v, qp, kp, do).compile()
         t_fwd = _timed(fwd, (q, k, v, qp, kp), iters)
         t_both = _timed(both, (q, k, v, qp, kp, do), iters)
       except Exception as e:  # a variant that does not run here: say so, keep the others
-        print(json.dumps({**head, 'variant': name, 'skipped': f'{type(e).__name__}: {str(e)[:300]}'}), flush=True)
+        emit({**head, 'variant': name, 'skipped': f'{type(e).__name__}: {str(e)[:300]}'})
         continue
-      mem = both.lower(q, k, v, qp, kp, do).compile().memory_analysis()
+      mem = both.memory_analysis()
       mib = lambda *names: None if mem is None else round(sum(getattr(mem, n) for n in names) / 2**20, 1)
       results[name] = {'fwd': t_fwd, 'fwd_bwd': t_both}
-      rows.append(dict(head, variant=name, **{'pass': 'fwd'}, ms=round(t_fwd * 1e3, 3),
-                       tflops=round(fwd_flops / t_fwd / 1e12, 2)))
-      rows.append(dict(head, variant=name, **{'pass': 'fwd_bwd'}, ms=round(t_both * 1e3, 3),
-                       tflops=round(3.5 * fwd_flops / t_both / 1e12, 2),
-                       temp_mib=mib('temp_size_in_bytes'),
-                       total_mib=mib('temp_size_in_bytes', 'argument_size_in_bytes', 'output_size_in_bytes')))
-      if name == 'pallas' and 'xla' in variants:
+      for pass_, seconds, flops in (('fwd', t_fwd, fwd_flops), ('fwd_bwd', t_both, 3.5 * fwd_flops)):
+        row = dict(head, variant=name, **{'pass': pass_}, ms=round(seconds * 1e3, 3),
+                   tflops=round(flops / seconds / 1e12, 2))
+        if peak:
+          row.update(frac_of_bf16_peak=round(row['tflops'] / peak, 4), peak_source=peak_source)
+        if pass_ == 'fwd_bwd':
+          row.update(temp_mib=mib('temp_size_in_bytes'),
+                     total_mib=mib('temp_size_in_bytes', 'argument_size_in_bytes', 'output_size_in_bytes'))
+        rows.append(row)
+      if name == 'pallas' and 'xla' in fns:
         got = both(q, k, v, qp, kp, do)
         f32 = lambda x: x.astype(jnp.float32)
-        want = _fwd_bwd(variants['xla'])(f32(q), f32(k), f32(v), qp, kp, f32(do))
-        print(json.dumps({**head, 'check': 'pallas vs xla (float32 inputs), max|d|/max|ref|',
-                          **{n: round(_rel(g, w), 6) for n, g, w in zip(('o', 'dq', 'dk', 'dv'), got, want)}}),
-              flush=True)
+        with jax.default_matmul_precision('highest'):
+          want = _fwd_bwd(fns['xla'])(f32(q), f32(k), f32(v), qp, kp, f32(do))
+        emit({**head, 'bench': 'rope_attention_check', 'check': 'pallas vs xla (float32 inputs), max|d|/max|ref|',
+              **{n: round(_rel(g, w), 6) for n, g, w in zip(('o', 'dq', 'dk', 'dv'), got, want)}})
     for row in rows:
       mine = results[row['variant']][row['pass']]
       for ref in ('cudnn', 'xla'):
         if ref in results:
           row[f'vs_{ref}'] = round(results[ref][row['pass']] / mine, 3)
-      print(json.dumps(row), flush=True)
+      emit(row)
+    last_case_s = time.perf_counter() - case_start
+
+
+def main(_):
+  f = flags.FLAGS
+  shapes = {c: tuple(map(int, getattr(f, f'{c}_shape'))) for c in ('self', 'cross') if getattr(f, f'{c}_shape')}
+  overrides = {n: getattr(f, n) for n in BLOCK_FIELDS if getattr(f, n) is not None}
+  run(variants=f.variants, cases=f.cases, shapes=shapes, dtype=f.dtype, iters=f.iters, base=f.base,
+      block_overrides=overrides)
 
 
 if __name__ == '__main__':
+  flags.DEFINE_list('variants', ['pallas', 'xla', 'cudnn', 'tokamax'], 'Variants to time.')
+  flags.DEFINE_list('cases', ['self', 'cross'], 'Cases to time.')
+  flags.DEFINE_list('self_shape', None, 'B,Nq,Nk,H,D of the self-attention case (default: DUSt3R, or small on CPU).')
+  flags.DEFINE_list('cross_shape', None, 'B,Nq,Nk,H,D of the cross-attention case.')
+  flags.DEFINE_string('dtype', 'bfloat16', 'Input dtype.')
+  flags.DEFINE_integer('iters', None, 'Timed iterations (default 20 on GPU, 2 on CPU).')
+  flags.DEFINE_float('base', 100.0, 'RoPE base.')
+  for _name in BLOCK_FIELDS:
+    flags.DEFINE_integer(_name, None, f'BlockSizes.{_name} of the Pallas kernel (default: default_block_sizes).')
   app.run(main)

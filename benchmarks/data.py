@@ -9,7 +9,9 @@ with the GOP. The generator's default GOP is 30; Stereo4D's mp4s have x264's def
 about one keyframe per clip, so --gops includes 250. The mp4 of the first GOP is pre-decoded
 (data/predecoded.py). Everything runs in this one process, so samples/s is per core; samples_per_cpu_s
 divides by the process's CPU time instead (all its threads: decord decodes on more than one), the better
-per-core figure on a shared machine.
+per-core figure on a shared machine. `--gops=` (empty) writes no mp4 at all: the clips are pre-decoded
+from their rendered frames (`clips_without_video`) and only the pre-decoded path is timed, with neither
+decord nor ffmpeg installed (the GPU suite's case).
 
 One JSON line per measurement:
   {"bench": "data_write", ...}       pre-decoding speed and record sizes
@@ -23,12 +25,12 @@ One JSON line per measurement:
   {"bench": "data_profile", "path", "gop", "top": [[function, ms per sample], ...]}   cProfile of
         DrawExample by own time: where the time goes
   {"bench": "data_ratio", "gop", "predecoded_over_mp4": {"samples_per_s", "samples_per_cpu_s"}}   same triplets
-  {"bench": "data_iterator", "path", "num_workers", "samples_per_s", "samples_per_s_per_process"}
+  {"bench": "data_iterator", "path", "num_workers", "batch_size", "samples_per_s", "samples_per_s_per_process"}
         the Grain pipeline (make_dataset + make_iterator, one thread per process), with --iterator_workers
+        worker processes, over --iterator_batches batches after a first one (worker start-up)
 """
 import contextlib
 import cProfile
-import json
 import os
 import pstats
 import sys
@@ -40,18 +42,10 @@ import msgpack
 import numpy as np
 from absl import app, flags
 
+from benchmarks.common import print_row
 from data import pipeline, predecoded, synthetic
+from data.stereo4d import Mp4Clip, load_clip
 
-flags.DEFINE_integer('size', 512, 'Frame width = height.')
-flags.DEFINE_integer('num_frames', 60, 'Frames per clip.')
-flags.DEFINE_integer('num_clips', 3, 'Synthetic clips.')
-flags.DEFINE_list('gops', ['30', '250'], 'Keyframe intervals of the mp4s.')
-flags.DEFINE_integer('samples', 40, 'Timed samples per measurement (after 3 warm-up samples).')
-flags.DEFINE_integer('profile_samples', 15, 'Samples profiled per measurement (0: no profile).')
-flags.DEFINE_list('iterator_workers', ['0'], 'Grain worker processes to time make_iterator with (empty: skip).')
-flags.DEFINE_integer('batch_size', 8, 'Batch size of the make_iterator measurement.')
-flags.DEFINE_string('workdir', None, 'Where clips and shards go (reused when present); default: a temp dir.')
-FLAGS = flags.FLAGS
 
 STAGES = ('open', 'frames', 'augment', 'targets')
 
@@ -72,6 +66,33 @@ def make_roots(workdir, size, num_frames, num_clips, gops):
   for root in missing.values():
     os.replace(root + '.tmp', root)
   return roots
+
+
+class _NpyClip(Mp4Clip):
+  """An Mp4Clip whose frames come from a (T, H, W, 3) .npy instead of decord (no video codec needed)."""
+
+  def __init__(self, npz_path: str, frames_path: str):  # pylint: disable=super-init-not-called
+    self.clip = load_clip(npz_path)
+    self.video = np.load(frames_path, mmap_mode='r')
+    self.num_frames = min(self.clip.num_frames, len(self.video))
+
+
+@contextlib.contextmanager
+def clips_without_video(workdir, size, num_frames, num_clips):
+  """Renders clips into WORKDIR (npz + frames .npy); yields that root, inside which predecoded.write reads
+  them without an mp4 (for machines without decord / ffmpeg, e.g. the GPU suite's)."""
+  root = os.path.join(workdir, f'clips-{size}px-{num_frames}f-npy')
+  entries = []
+  for k in range(num_clips):
+    clip = synthetic.make_clip(synthetic.clip_seed(0, k), num_frames, size)
+    npz = os.path.join(root, 'train', f'{clip["name"]}.npz')
+    os.makedirs(os.path.dirname(npz), exist_ok=True)
+    synthetic.write_npz(npz, {key: clip[key] for key in synthetic.NPZ_KEYS})
+    np.save(npz[:-len('.npz')] + '.frames.npy', clip['frames'])
+    entries.append(pipeline.ClipEntry(npz, npz[:-len('.npz')] + '.frames.npy', num_frames))
+  with mock.patch.object(predecoded, 'find_clips', lambda *_: entries), \
+       mock.patch.object(predecoded, 'Mp4Clip', _NpyClip):
+    yield root
 
 
 class TimedClips:
@@ -125,7 +146,7 @@ def time_samples(clips, samples):
           'cpu_ms': {s: round(1e3 * v / samples, 2) for s, v in totals.items()}}
 
 
-def profile_samples(clips, samples, top=12):
+def profile_samples_of(clips, samples, top=12):
   """[(function, ms per sample)] of the largest own times of DrawExample over samples draws."""
   draw = pipeline.DrawExample(clips)
   profiler = cProfile.Profile()
@@ -150,56 +171,75 @@ def time_iterator(clips, num_workers, batch_size, batches=4):
   return batches * batch_size / (time.perf_counter() - start)
 
 
-def run(workdir):
-  gops = [int(g) for g in FLAGS.gops]
-  roots = make_roots(workdir, FLAGS.size, FLAGS.num_frames, FLAGS.num_clips, gops)
-  out = os.path.join(workdir, f'predecoded-{FLAGS.size}px-{FLAGS.num_frames}f')
-  common = {'size': FLAGS.size, 'clip_frames': FLAGS.num_frames, 'num_clips': FLAGS.num_clips}
-  start = time.perf_counter()
-  with contextlib.redirect_stdout(sys.stderr):  # its summary line; stdout is JSON lines only
-    index = predecoded.write(roots[gops[0]], 'train', out, overwrite=True)
-  seconds = time.perf_counter() - start
+def run(workdir, *, size=512, num_frames=60, num_clips=3, gops=(30, 250), samples=40, profile_samples=15,
+        iterator_workers=(0,), batch_size=8, iterator_batches=4, emit=print_row):
+  """All the measurements of the module docstring. gops=(): no mp4 at all (no decord or ffmpeg needed):
+  the clips are pre-decoded from their rendered frames and only the pre-decoded path is timed."""
+  common = {'size': size, 'clip_frames': num_frames, 'num_clips': num_clips}
+  out = os.path.join(workdir, f'predecoded-{size}px-{num_frames}f')
+  if gops:
+    roots = make_roots(workdir, size, num_frames, num_clips, gops)
+    source = contextlib.nullcontext(roots[gops[0]])
+  else:
+    source = clips_without_video(workdir, size, num_frames, num_clips)
+  with source as root, contextlib.redirect_stdout(sys.stderr):  # its summary line; stdout is JSON lines only
+    start = time.perf_counter()
+    index = predecoded.write(root, 'train', out, overwrite=True)
+    seconds = time.perf_counter() - start
   split = os.path.join(out, 'train')
   clips = predecoded.PredecodedClips(split)
   record = clips.source[0]
   frames = sum(c['num_frames'] for c in index['clips'])
   shard_bytes = sum(os.path.getsize(os.path.join(split, s['file'])) for s in index['shards'])
-  print(json.dumps({'bench': 'data_write', **common, 'gop': gops[0], 'processes': 1,
-                    'frames_per_s': round(frames / seconds, 1),
-                    'bytes_per_frame': shard_bytes // frames, 'record_bytes': len(record),
-                    'jpeg_bytes': len(msgpack.unpackb(record)['jpeg'])}), flush=True)
+  emit({'bench': 'data_write', **common, 'gop': gops[0] if gops else None, 'processes': 1,
+        'frames_per_s': round(frames / seconds, 1), 'bytes_per_frame': shard_bytes // frames,
+        'record_bytes': len(record), 'jpeg_bytes': len(msgpack.unpackb(record)['jpeg'])})
 
-  result = time_samples(clips, FLAGS.samples)
-  print(json.dumps({'bench': 'data_sample', 'path': 'predecoded', **common, **result}), flush=True)
-  if FLAGS.profile_samples:
-    print(json.dumps({'bench': 'data_profile', 'path': 'predecoded', **common,
-                      'top': profile_samples(clips, FLAGS.profile_samples)}), flush=True)
+  result = time_samples(clips, samples)
+  emit({'bench': 'data_sample', 'path': 'predecoded', **common, **result})
+  if profile_samples:
+    emit({'bench': 'data_profile', 'path': 'predecoded', **common, 'top': profile_samples_of(clips, profile_samples)})
   for g in gops:
     mp4 = pipeline.Mp4Clips(pipeline.find_clips(roots[g], 'train'))
-    mp4_result = time_samples(mp4, FLAGS.samples)
-    print(json.dumps({'bench': 'data_sample', 'path': 'mp4', 'gop': g, **common, **mp4_result}), flush=True)
-    if FLAGS.profile_samples:
-      print(json.dumps({'bench': 'data_profile', 'path': 'mp4', 'gop': g, **common,
-                        'top': profile_samples(mp4, FLAGS.profile_samples)}), flush=True)
-    print(json.dumps({'bench': 'data_ratio', 'gop': g, **common, 'predecoded_over_mp4': {
-        k: round(result[k] / mp4_result[k], 2) for k in ('samples_per_s', 'samples_per_cpu_s')}}), flush=True)
-  mp4 = pipeline.Mp4Clips(pipeline.find_clips(roots[gops[0]], 'train'))
-  for w in map(int, FLAGS.iterator_workers):
-    for path, gop, source in (('predecoded', None, clips), ('mp4', gops[0], mp4)):
-      rate = time_iterator(source, w, FLAGS.batch_size)
-      print(json.dumps({'bench': 'data_iterator', 'path': path, 'gop': gop, **common, 'num_workers': w,
-                        'samples_per_s': round(rate, 2), 'samples_per_s_per_process': round(rate / max(1, w), 2)}),
-            flush=True)
+    mp4_result = time_samples(mp4, samples)
+    emit({'bench': 'data_sample', 'path': 'mp4', 'gop': g, **common, **mp4_result})
+    if profile_samples:
+      emit({'bench': 'data_profile', 'path': 'mp4', 'gop': g, **common, 'top': profile_samples_of(mp4, profile_samples)})
+    emit({'bench': 'data_ratio', 'gop': g, **common, 'predecoded_over_mp4': {
+        k: round(result[k] / mp4_result[k], 2) for k in ('samples_per_s', 'samples_per_cpu_s')}})
+  sources = [('predecoded', None, clips)]
+  if gops:
+    sources.append(('mp4', gops[0], pipeline.Mp4Clips(pipeline.find_clips(roots[gops[0]], 'train'))))
+  for w in iterator_workers:
+    for path, gop, source in sources:
+      rate = time_iterator(source, w, batch_size, iterator_batches)
+      emit({'bench': 'data_iterator', 'path': path, 'gop': gop, **common, 'num_workers': w, 'batch_size': batch_size,
+            'samples_per_s': round(rate, 2), 'samples_per_s_per_process': round(rate / max(1, w), 2)})
 
 
 def main(argv):
   del argv
-  if FLAGS.workdir:
-    run(FLAGS.workdir)
+  f = flags.FLAGS
+  kwargs = dict(size=f.size, num_frames=f.num_frames, num_clips=f.num_clips, gops=[int(g) for g in f.gops],
+                samples=f.samples, profile_samples=f.profile_samples,
+                iterator_workers=[int(w) for w in f.iterator_workers], batch_size=f.batch_size,
+                iterator_batches=f.iterator_batches)
+  if f.workdir:
+    run(f.workdir, **kwargs)
   else:
     with tempfile.TemporaryDirectory() as workdir:
-      run(workdir)
+      run(workdir, **kwargs)
 
 
 if __name__ == '__main__':
+  flags.DEFINE_integer('size', 512, 'Frame width = height.')
+  flags.DEFINE_integer('num_frames', 60, 'Frames per clip.')
+  flags.DEFINE_integer('num_clips', 3, 'Synthetic clips.')
+  flags.DEFINE_list('gops', ['30', '250'], 'Keyframe intervals of the mp4s (empty: no mp4, pre-decoded path only).')
+  flags.DEFINE_integer('samples', 40, 'Timed samples per measurement (after 3 warm-up samples).')
+  flags.DEFINE_integer('profile_samples', 15, 'Samples profiled per measurement (0: no profile).')
+  flags.DEFINE_list('iterator_workers', ['0'], 'Grain worker processes to time make_iterator with (empty: skip).')
+  flags.DEFINE_integer('batch_size', 8, 'Batch size of the make_iterator measurement.')
+  flags.DEFINE_integer('iterator_batches', 4, 'Timed batches of the make_iterator measurement (after one).')
+  flags.DEFINE_string('workdir', None, 'Where clips and shards go (reused when present); default: a temp dir.')
   app.run(main)

@@ -19,38 +19,13 @@ from jax import export
 
 import dynadust3r_jax
 from convert_weights import convert
-from pallas_kernels.rope_attention import rope_attention, rope_attention_reference
+from pallas_kernels.rope_attention import rope_attention
 from pallas_kernels.rope_tiling import BlockSizes, default_block_sizes, rope_tables, rotate
+from dynadust3r_jax.testing import ATTENTION_TOL as TOL, attention_errors as _errors, attention_inputs as _inputs
+from dynadust3r_jax.testing import out_and_grads as _out_and_grads, reference_out_and_grads as _reference
 from tests.conftest import FIXTURES, fixture_views, relative_error
 
-TOL = {jnp.float32: 1e-5, jnp.bfloat16: 2e-2}
 MGPU_BLOCKS = BlockSizes(block_q=64, block_kv=64, block_q_bwd=64, block_kv_bwd=64, compute_wgs=2)
-
-
-def _inputs(seed, nq, nk, d, dtype, *, b=2, h=2, scale=1.0):
-  rng = np.random.default_rng(seed)
-  q = jnp.asarray(scale * rng.normal(size=(b, nq, h, d)), dtype)
-  k = jnp.asarray(scale * rng.normal(size=(b, nk, h, d)), dtype)
-  v = jnp.asarray(rng.normal(size=(b, nk, h, d)), dtype)
-  # positions of an image grid (y, x), not sorted: cross attention reads the other view's grid
-  q_pos = jnp.asarray(rng.integers(0, 40, size=(b, nq, 2)), jnp.int32)
-  k_pos = jnp.asarray(rng.integers(0, 40, size=(b, nk, 2)), jnp.int32)
-  do = jnp.asarray(rng.normal(size=(b, nq, h, d)), dtype)
-  return q, k, v, q_pos, k_pos, do
-
-
-def _out_and_grads(fn, q, k, v, q_pos, k_pos, do, **kw):
-  o, vjp = jax.vjp(lambda q, k, v: fn(q, k, v, q_pos, k_pos, **kw), q, k, v)
-  return (o, *vjp(do))
-
-
-def _reference(q, k, v, q_pos, k_pos, do):
-  f32 = lambda x: x.astype(jnp.float32)
-  return _out_and_grads(rope_attention_reference, f32(q), f32(k), f32(v), q_pos, k_pos, f32(do))
-
-
-def _errors(got, want):
-  return {name: relative_error(g, w) for name, g, w in zip(('o', 'dq', 'dk', 'dv'), got, want)}
 
 
 def test_rotation_is_orthogonal_and_inverse_is_transpose():
