@@ -15,12 +15,14 @@ import shutil
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 from flax import nnx
 
 from dynadust3r_jax.model import ModelConfig, abstract_model
 
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
+CHECKPOINTS_DIR = 'checkpoints'  # a training workdir's (dynadust3r_jax/train/checkpoint.py)
 
 
 def _nested(flat: dict) -> dict:
@@ -60,8 +62,15 @@ def write_pretrained(directory: str, cfg: ModelConfig, params: dict):
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(os.path.join(os.path.abspath(directory), PARAMS_DIR), params, force=True)
   checkpointer.wait_until_finished()
-  with open(os.path.join(directory, CONFIG_FILE), 'w') as f:
+  write_config(directory, cfg)
+
+
+def write_config(directory: str, cfg: ModelConfig):
+  """DIR/config.json: the architecture (written aside, then moved into place whole)."""
+  path = os.path.join(directory, CONFIG_FILE)
+  with open(path + '.tmp', 'w') as f:
     f.write(cfg.to_json())
+  os.replace(path + '.tmp', path)
 
 
 def save_pretrained(directory: str, cfg: ModelConfig, params: dict, overwrite: bool = True):
@@ -105,23 +114,46 @@ def load_config(directory: str, **runtime) -> ModelConfig:
 
 
 def load_model(directory: str, *, for_inference: bool = True, dtype: str | None = None,
-               attention_impl: str | None = None, remat_policy: str | None = None) -> Predictor:
-  """Load a directory written by convert_weights.py (or save_pretrained) as a callable model."""
+               attention_impl: str | None = None, remat_policy: str | None = None,
+               step: int | None = None) -> Predictor:
+  """Load a converted directory (config.json + params/, from convert_weights.py or save_pretrained) or a
+  training workdir (config.json + checkpoints/, from main.py: its best checkpoint by validation loss, else
+  its latest, or `step`) as a callable model."""
   runtime = {k: v for k, v in dict(dtype=dtype, attention_impl=attention_impl,
                                    remat_policy=remat_policy).items() if v is not None}
   cfg = load_config(directory, **runtime)
-  if not os.path.isdir(os.path.join(directory, PARAMS_DIR)):
-    raise FileNotFoundError(f'{directory}: no {PARAMS_DIR}/ folder (the parameters); convert it again with '
-                            '`python convert_weights.py --input=... --output=DIR --overwrite`')
+  params_dir, checkpoints_dir = (os.path.join(os.path.abspath(directory), d) for d in (PARAMS_DIR, CHECKPOINTS_DIR))
+  if not os.path.isdir(params_dir) and not os.path.isdir(checkpoints_dir):
+    raise FileNotFoundError(f'{directory}: no {PARAMS_DIR}/ folder (the parameters) nor {CHECKPOINTS_DIR}/ (a '
+                            'training workdir); convert it again with `python convert_weights.py --input=... '
+                            '--output=DIR --overwrite`')
   if for_inference:
     cfg = cfg.for_inference()
   graphdef, state = nnx.split(abstract_model(cfg), nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
-  restored = ocp.StandardCheckpointer().restore(os.path.join(os.path.abspath(directory), PARAMS_DIR), target)
-  nnx.replace_by_pure_dict(state, restored)
-  module = nnx.merge(graphdef, state)
-  return Predictor(module)
+  if os.path.isdir(params_dir):
+    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
+    nnx.replace_by_pure_dict(state, ocp.StandardCheckpointer().restore(params_dir, target))
+  else:
+    target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), state)
+    state = _training_params(checkpoints_dir, target, step)
+  return Predictor(nnx.merge(graphdef, state))
+
+
+def _training_params(directory: str, target, step: int | None):
+  """The parameters of a training run's checkpoint (the `params` of its `state` item, nothing else read)."""
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
+                                         best_fn=lambda m: m['val_loss'], best_mode='min')
+  with ocp.CheckpointManager(directory, options=options, item_names=('state',)) as manager:
+    steps = manager.all_steps()
+    if step is None:
+      step = manager.best_step() if manager.best_step() is not None else manager.latest_step()
+    if step not in steps:
+      raise FileNotFoundError(f'{directory}: no checkpoint of step {step} (steps: {sorted(steps)})')
+    restore = ocp.args.PyTreeRestore(item={'params': target}, partial_restore=True,
+                                     restore_args=ocp.checkpoint_utils.construct_restore_args({'params': target}))
+    logging.info('%s: parameters of step %d', directory, step)
+    return manager.restore(step, args=ocp.args.Composite(state=restore))['state']['params']
 
 
 def param_count(module) -> int:

@@ -16,6 +16,7 @@ from flax import nnx
 
 from configs import stereo4d
 from dynadust3r_jax.model import ModelConfig, build_model
+from dynadust3r_jax.pretrained import load_model
 from dynadust3r_jax.train.optimizer import make_optimizer, weight_decay_mask
 
 ROOT = Path(__file__).parents[1]
@@ -150,3 +151,9 @@ def test_training_run_writes_metrics_checkpoints_pictures_and_resumes(tmp_path):
   config.num_steps = 6
   state = train(config, str(workdir))
   assert int(state['step']) == 6 and [m['step'] for m in _metrics(workdir)] == [2, 4, 6]
+  # the workdir is a model directory too: load_model reads a checkpoint's parameters (here step 6's)
+  model = load_model(str(workdir), for_inference=False, step=6)
+  loaded = jax.tree.leaves(nnx.state(model.module, nnx.Param))
+  assert len(loaded) == len(jax.tree.leaves(state['params']))
+  for a, b in zip(loaded, jax.tree.leaves(state['params'])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from data import pipeline
 from dynadust3r_jax.model import ModelConfig, build_model
-from dynadust3r_jax.pretrained import load_model
+from dynadust3r_jax.pretrained import load_model, write_config
 from dynadust3r_jax.train import sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -142,6 +142,8 @@ def train(config, workdir: str):
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, cfg)
+  if jax.process_index() == 0:  # the architecture, so that load_model(workdir) loads a checkpoint of this run
+    write_config(workdir, cfg)
   logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
                'batch %d in %d micro-batch(es)', cfg.arch, f'{_count(params):,}', cfg.dtype, cfg.attention_impl,
                cfg.remat_policy, jax.device_count(), mesh.shape['data'], mesh.shape['fsdp'], config.batch_size,
