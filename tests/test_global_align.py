@@ -7,7 +7,8 @@ gradient within 3.3e-4 of its largest entry; from the reference's init the first
 relative, the whole curve within 6% (Adam's noisy middle phase with lr 0.01 amplifies float differences; both
 runs settle as the cosine schedule decays), final loss 1e-6, cameras 1e-4, focals and depths 2e-5; end to end
 (own MST init): final loss 6e-6 relative, cameras 9e-4, focals and depths 5e-4; from the reference's random
-start (100 cosine steps) every loss within 3e-7 relative; PairViewer within 6e-8 (poses) and 5e-7 (points).
+start (100 cosine steps) every loss within 3e-7 relative; PairViewer within 6e-8 (poses) and 5e-7 (points). Mixed image sizes (align_mixed.npz, 4 images of three sizes):
+MST init 4.5e-6, loss/gradient as above, 100 steps from the reference's init within 1.1e-5, final cameras 6e-6.
 """
 from pathlib import Path
 
@@ -225,6 +226,12 @@ def test_bad_inputs_name_the_problem(ref):
   bad['view2'] = {'idx': ref['edges'][:, 1] + 10}
   with pytest.raises(ValueError, match='0..N-1'):
     ga.global_align(bad, niter=1)
+  two_sizes = _output(ref)
+  two_sizes['pred1'] = {'pts3d': list(ref['pts3d_i']), 'conf': list(ref['conf_i'])}
+  two_sizes['pred1']['pts3d'][0] = ref['pts3d_i'][0][:, :30]
+  two_sizes['pred1']['conf'][0] = ref['conf_i'][0][:, :30]
+  with pytest.raises(ValueError, match='two sizes'):
+    ga.global_align(two_sizes, niter=1)
 
 
 def test_ransac_pnp_recovers_a_camera_from_its_world_points(ref):
@@ -261,3 +268,55 @@ def test_optimiser_from_the_reference_random_start(ref, problem):
   _, losses = ga.optimize(_ref_params(ref, 'rand'), data, FREE, lrs, edge_chunk=8)
   rel = np.abs(np.asarray(losses) / ref['rand_losses'] - 1)
   assert rel.max() < 1e-5  # measured 3e-7 over the 100 steps (the loss falls from 12.7 to 5.0)
+
+
+@pytest.fixture(scope='module')
+def mixed():
+  """align_mixed.npz: 4 images of sizes 24×32, 32×24, 24×32, 20×36; per-edge arrays raveled and concatenated."""
+  m = dict(np.load(FIXTURE.parent / 'align_mixed.npz'))
+  shapes = [tuple(int(v) for v in s) for s in m['shapes']]
+
+  def split(flat, images, channels=None):
+    out, start = [], 0
+    for n in images:
+      h, w = shapes[n]
+      out.append(flat[start:start + h * w].reshape((h, w) + ((channels,) if channels else ())))
+      start += h * w
+    return out
+  ei, ej = m['edges'][:, 0], m['edges'][:, 1]
+  output = {'view1': {'idx': ei}, 'view2': {'idx': ej},
+            'pred1': {'pts3d': split(m['pts3d_i'], ei, 3), 'conf': split(m['conf_i'], ei)},
+            'pred2': {'pts3d_in_other_view': split(m['pts3d_j'], ej, 3), 'conf': split(m['conf_j'], ej)}}
+  return m, shapes, output
+
+
+def test_mixed_image_sizes_equal_the_reference(mixed):
+  m, shapes, output = mixed
+  data, info = ga.prepare(output)
+  assert info['shapes'] == shapes and data['pred_i'].shape == (12, 768, 3)
+  params = init_mst(info['edges'], info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j'], info['im_conf'])
+  for k in TRAINED:  # measured ≤ 4.5e-6
+    np.testing.assert_allclose(params[k], m[f'mst_{k}'], atol=1e-4 * np.abs(m[f'mst_{k}']).max(), err_msg=k)
+  data = jax.tree.map(jnp.asarray, data)
+  start = {k: jnp.asarray(m[f'mst_{k}']) for k in TRAINED}
+  start['im_pp'] = jnp.zeros((4, 2))
+  loss, grad = jax.value_and_grad(ga.alignment_loss)(start, data, edge_chunk=5)
+  assert float(loss) == pytest.approx(float(m['mst_loss']), rel=1e-6)
+  for k in TRAINED:  # measured ≤ 1e-4 of the largest entry
+    np.testing.assert_allclose(np.asarray(grad[k]), m[f'mst_grad_{k}'], atol=1e-3 * np.abs(m[f'mst_grad_{k}']).max())
+  final, losses = ga.optimize(start, data, FREE, jnp.asarray(ga.lr_schedule(100, 0.01), jnp.float32), edge_chunk=5)
+  assert np.abs(np.asarray(losses) / m['losses'] - 1).max() < 1e-4  # measured 1.1e-5
+  scene = ga.make_scene(final, data, info, 3.0)
+  assert [d.shape for d in scene.depthmaps] == shapes and [p.shape for p in scene.pts3d] == [s + (3,) for s in shapes]
+  np.testing.assert_allclose(scene.cam_to_world, m['final_cam_to_world'], atol=1e-4)  # measured 6e-6
+  np.testing.assert_allclose(scene.focals, m['final_focals'], rtol=1e-4)
+  np.testing.assert_allclose(np.concatenate([d.ravel() for d in scene.depthmaps]), m['final_depth'], rtol=1e-4)
+  np.testing.assert_allclose(scene.principal_points, [(w / 2, h / 2) for h, w in shapes])
+
+
+def test_mixed_image_sizes_end_to_end(mixed):
+  m, shapes, output = mixed
+  scene = ga.global_align(output, niter=100)
+  assert abs(scene.losses[-1] / m['losses'][-1] - 1) < 0.02  # measured 0.5 % (the first Adam steps amplify 4e-6)
+  assert [c.shape for c in scene.conf] == shapes and len(scene.get_masks()) == 4
+  assert _rel_rotation_error_deg(scene.cam_to_world.astype(np.float64), m['gt_cam_to_world'].astype(np.float64)) < 1.0

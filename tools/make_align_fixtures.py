@@ -31,6 +31,12 @@ Keys (float32 unless noted):
   pair_edges (2,) int32: the edges (1,0), (0,1) of images 0 and 1, run through PairViewer (min_conf_thr=3):
   pair_cam_to_world (2,4,4), pair_focals (2,), pair_depth (2,H,W), pair_pts3d (2,H,W,3)
 Re-running reproduces the file byte for byte.
+
+A second file, align_mixed.npz, covers images of different sizes (parameters padded to the largest area):
+4 images of 24×32, 32×24, 24×32, 20×36 (seed 1), 12 edges; keys shapes (N,2), edges, pts3d_i/pts3d_j (Σ h·w, 3)
+and conf_i/conf_j (Σ h·w) raveled per edge and concatenated in edge order, gt_cam_to_world, gt_focals,
+mst_* and mst_grad_* as above (im_depthmaps padded to (N, max area)), mst_loss, losses (100,) cosine,
+final_cam_to_world, final_focals, final_depth (Σ h·w over images).
 """
 import os
 
@@ -71,28 +77,30 @@ def _height(x, y):
   return 4.0 + 0.4 * np.sin(1.3 * x + 0.5) * np.cos(1.1 * y) + 0.15 * np.sin(3.1 * x - 2.0 * y)
 
 
-def synthetic_scene(seed=0):
-  """GT cameras and depth of a height field seen by N_IMAGES cameras, and the pairwise predictions."""
+def synthetic_scene(seed=0, shapes=None):
+  """GT cameras and depth of a height field seen by len(shapes) cameras (default N_IMAGES of H×W), and the
+  pairwise predictions of the symmetrized complete graph (per-image / per-edge lists, float64)."""
+  shapes = shapes or [(H, W)] * N_IMAGES
+  n_imgs = len(shapes)
   rng = np.random.default_rng(seed)
-  focals = rng.uniform(27.0, 33.0, N_IMAGES)
-  cam_to_world = np.tile(np.eye(4), (N_IMAGES, 1, 1))
-  for n in range(N_IMAGES):
+  focals = rng.uniform(27.0, 33.0, n_imgs)
+  cam_to_world = np.tile(np.eye(4), (n_imgs, 1, 1))
+  for n in range(n_imgs):
     cam_to_world[n, :3, :3] = _rotation(rng.normal(size=3) * 0.08 + 1e-9)
     cam_to_world[n, :3, 3] = rng.uniform(-0.5, 0.5, 3) * np.array([1.0, 1.0, 0.3])
-  v, u = np.mgrid[:H, :W].astype(np.float64)
-  depth = np.zeros((N_IMAGES, H, W))
-  pts_cam = np.zeros((N_IMAGES, H, W, 3))
-  for n in range(N_IMAGES):
-    rays_cam = np.stack([(u - W / 2) / focals[n], (v - H / 2) / focals[n], np.ones_like(u)], -1)
+  depth, pts_cam = [], []
+  for n, (h, w) in enumerate(shapes):
+    v, u = np.mgrid[:h, :w].astype(np.float64)
+    rays_cam = np.stack([(u - w / 2) / focals[n], (v - h / 2) / focals[n], np.ones_like(u)], -1)
     rays = rays_cam @ cam_to_world[n, :3, :3].T
     origin = cam_to_world[n, :3, 3]
-    t = np.full((H, W), 4.0)
+    t = np.full((h, w), 4.0)
     for _ in range(100):  # fixed point of o_z + t d_z = h(o_xy + t d_xy)
       p = origin + t[..., None] * rays
       t = (_height(p[..., 0], p[..., 1]) - origin[2]) / rays[..., 2]
-    depth[n] = t  # rays_cam has z = 1, so the ray parameter is the depth
-    pts_cam[n] = t[..., None] * rays_cam
-  edges = [(i, j) for i in range(N_IMAGES) for j in range(i)]
+    depth.append(t)  # rays_cam has z = 1, so the ray parameter is the depth
+    pts_cam.append(t[..., None] * rays_cam)
+  edges = [(i, j) for i in range(n_imgs) for j in range(i)]
   edges += [(j, i) for i, j in edges]
   world_to_cam = np.linalg.inv(cam_to_world)
   pts_i, pts_j, conf_i, conf_j = [], [], [], []
@@ -100,14 +108,69 @@ def synthetic_scene(seed=0):
     scale = np.exp(rng.uniform(-0.3, 0.3))
     rel = world_to_cam[i] @ cam_to_world[j]  # camera j → camera i
     xj = pts_cam[j] @ rel[:3, :3].T + rel[:3, 3]
-    pts_i.append(scale * (pts_cam[i] + rng.normal(size=(H, W, 3)) * 0.004 * depth[i][..., None]))
-    pts_j.append(scale * (xj + rng.normal(size=(H, W, 3)) * 0.004 * depth[j][..., None]))
-    conf_i.append(rng.uniform(1.0, 5.0, (H, W)))
-    conf_j.append(rng.uniform(1.0, 5.0, (H, W)))
-  f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
-  return dict(gt_cam_to_world=f32(cam_to_world), gt_focals=f32(focals), gt_depth=f32(depth),
-              edges=np.asarray(edges, np.int32), pts3d_i=f32(pts_i), pts3d_j=f32(pts_j),
-              conf_i=f32(conf_i), conf_j=f32(conf_j))
+    pts_i.append(scale * (pts_cam[i] + rng.normal(size=shapes[i] + (3,)) * 0.004 * depth[i][..., None]))
+    pts_j.append(scale * (xj + rng.normal(size=shapes[j] + (3,)) * 0.004 * depth[j][..., None]))
+    conf_i.append(rng.uniform(1.0, 5.0, shapes[i]))
+    conf_j.append(rng.uniform(1.0, 5.0, shapes[j]))
+  return dict(gt_cam_to_world=cam_to_world, gt_focals=focals, gt_depth=depth, edges=np.asarray(edges, np.int32),
+              pts3d_i=pts_i, pts3d_j=pts_j, conf_i=conf_i, conf_j=conf_j)
+
+
+def _f32(x):
+  """float32 copy (a copy matters: Tensor.numpy() shares the parameter's memory)."""
+  return np.array(x, np.float32)
+
+
+def _ravel_cat(arrays, channels=None):
+  """List of (h,w[,c]) → (Σ h·w[,c]) float32."""
+  return _f32(np.concatenate([np.reshape(a, (-1,) + ((channels,) if channels else ())) for a in arrays]))
+
+
+def mixed_sizes_fixture(out_dir):
+  """align_mixed.npz: 4 images of three sizes (landscape, portrait, wide), MST init, loss/grad at the init and
+  100 cosine steps. Per-edge/per-image arrays are raveled and concatenated (split them with `shapes`)."""
+  import torch
+  from mini_dust3r.cloud_opt import GlobalAlignerMode, global_aligner
+  from mini_dust3r.cloud_opt import init_im_poses
+  from mini_dust3r.cloud_opt.base_opt import global_alignment_iter
+
+  shapes = [(24, 32), (32, 24), (24, 32), (20, 36)]
+  scene_data = synthetic_scene(seed=1, shapes=shapes)
+  edges = scene_data['edges']
+  E = len(edges)
+  t = lambda xs: [torch.from_numpy(_f32(x)) for x in xs]  # noqa: E731
+  views = [{'img': [torch.zeros((1, 3) + shapes[n]) for n in edges[:, k]],
+            'true_shape': torch.tensor([shapes[n] for n in edges[:, k]], dtype=torch.int32),
+            'idx': edges[:, k].tolist(), 'instance': [''] * E} for k in (0, 1)]
+  output = {'view1': views[0], 'view2': views[1],
+            'pred1': {'pts3d': t(scene_data['pts3d_i']), 'conf': t(scene_data['conf_i'])},
+            'pred2': {'pts3d_in_other_view': t(scene_data['pts3d_j']), 'conf': t(scene_data['conf_j'])}, 'loss': None}
+  torch.manual_seed(0)
+  scene = global_aligner(output, device='cpu', mode=GlobalAlignerMode.PointCloudOptimizer, verbose=False)
+  init_im_poses.init_minimum_spanning_tree(scene, niter_PnP=10)
+  out = {'shapes': np.asarray(shapes, np.int32), 'edges': edges,
+         'pts3d_i': _ravel_cat(scene_data['pts3d_i'], 3), 'pts3d_j': _ravel_cat(scene_data['pts3d_j'], 3),
+         'conf_i': _ravel_cat(scene_data['conf_i']), 'conf_j': _ravel_cat(scene_data['conf_j']),
+         'gt_cam_to_world': _f32(scene_data['gt_cam_to_world']), 'gt_focals': _f32(scene_data['gt_focals'])}
+  names = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals')
+  for k in names:
+    out[f'mst_{k}'] = _f32(getattr(scene, k).detach().numpy())
+  loss = scene()
+  loss.backward()
+  out['mst_loss'] = np.float32(loss.item())
+  for k in names:
+    out[f'mst_grad_{k}'] = _f32(getattr(scene, k).grad.numpy())
+    getattr(scene, k).grad = None
+  optimizer = torch.optim.Adam([p for p in scene.parameters() if p.requires_grad], lr=0.01, betas=(0.9, 0.9))
+  out['losses'] = np.array([global_alignment_iter(scene, n, 100, 0.01, 1e-6, optimizer, 'cosine')
+                            for n in range(100)], np.float64)
+  with torch.no_grad():
+    out['final_cam_to_world'] = _f32(scene.get_im_poses().numpy())
+    out['final_focals'] = _f32(scene.get_focals().numpy().reshape(-1))
+    out['final_depth'] = _ravel_cat([d.numpy() for d in scene.get_depthmaps()])
+  path = Path(out_dir) / 'align_mixed.npz'
+  np.savez(path, **out)
+  print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB); init loss {out["mst_loss"]:.6f} → {out["losses"][-1]:.6f}')
 
 
 def main(out_dir):
@@ -119,6 +182,8 @@ def main(out_dir):
   from mini_dust3r.cloud_opt.base_opt import global_alignment_iter
 
   data = synthetic_scene()
+  for k in ('gt_cam_to_world', 'gt_focals', 'gt_depth', 'pts3d_i', 'pts3d_j', 'conf_i', 'conf_j'):
+    data[k] = _f32(data[k])
   E = len(data['edges'])
   t = torch.from_numpy
   imgs = torch.zeros((E, 3, H, W))
@@ -200,3 +265,4 @@ def main(out_dir):
 
 if __name__ == '__main__':
   main(sys.argv[1] if len(sys.argv) > 1 else 'tests/fixtures')
+  mixed_sizes_fixture(sys.argv[1] if len(sys.argv) > 1 else 'tests/fixtures')

@@ -1,8 +1,7 @@
 """DUSt3R's global alignment (`PointCloudOptimizer`, spec dust3r.md §3.3) in JAX: one jitted optimisation,
 edges evaluated in chunks.
 
-Parameters (float32; pixels raveled, A = H·W; all images one size for now — mixed sizes, padded to the largest
-area as the reference does, are not implemented yet):
+Parameters (float32; pixels raveled and zero-padded to the largest image area A, as the reference does):
   pw_poses (E,8)      per edge [q XYZW, τ, log σ]: P_e = σ_e·[R(q) | sign(τ)expm1|τ|], σ_e = base_scale·
                       exp(log σ_e − mean log σ) (geometric mean fixed; not normalised with ≥2 known poses)
   im_poses (N,7)      cam-to-world [q, τ]
@@ -180,39 +179,72 @@ def _per_image(values, n_imgs, name):
   return out
 
 
+def _per_edge(x, name):
+  """(E,...) array or list of per-edge arrays → list of float32 arrays."""
+  try:
+    return [np.asarray(a, np.float32) for a in x]
+  except (TypeError, ValueError) as err:
+    raise ValueError(f'{name}: expected an (E,...) array or a list of per-edge arrays ({err})') from None
+
+
+def _pad(x, area):
+  """(h,w[,c]) → (area[,c]) raveled, zero-padded."""
+  flat = x.reshape((-1,) + x.shape[2:])
+  return np.concatenate([flat, np.zeros((area - len(flat),) + flat.shape[1:], flat.dtype)])
+
+
 def prepare(output, min_conf_thr=3.0):
-  """Arrays of a DUSt3R inference output (see global_align) → (data for the loss, per-image info)."""
+  """Arrays of a DUSt3R inference output (see global_align) → (data for the loss, per-image info).
+
+  Images may differ in size: per-pixel arrays are raveled and zero-padded to the largest area A (padding
+  weighs 0), and the loss is normalised by the true areas, as the reference does."""
   ei = np.asarray(output['view1']['idx']).astype(np.int32).reshape(-1)
   ej = np.asarray(output['view2']['idx']).astype(np.int32).reshape(-1)
-  pred_i = np.asarray(output['pred1']['pts3d'], np.float32)
-  pred_j = np.asarray(output['pred2']['pts3d_in_other_view'], np.float32)
-  conf_i = np.asarray(output['pred1']['conf'], np.float32)
-  conf_j = np.asarray(output['pred2']['conf'], np.float32)
+  pred_i = _per_edge(output['pred1']['pts3d'], "pred1['pts3d']")
+  pred_j = _per_edge(output['pred2']['pts3d_in_other_view'], "pred2['pts3d_in_other_view']")
+  conf_i = _per_edge(output['pred1']['conf'], "pred1['conf']")
+  conf_j = _per_edge(output['pred2']['conf'], "pred2['conf']")
+  E = len(ei)
+  if not (len(ej) == len(pred_i) == len(pred_j) == len(conf_i) == len(conf_j) == E):
+    raise ValueError(f'view1/view2 idx, pred1/pred2 pts3d and conf must have one entry per edge; got '
+                     f'{[len(ei), len(ej), len(pred_i), len(pred_j), len(conf_i), len(conf_j)]}')
   n_imgs = int(max(ei.max(), ej.max())) + 1
   if sorted(set(ei.tolist()) | set(ej.tolist())) != list(range(n_imgs)):
     raise ValueError(f'image indices of the pairs must be exactly 0..N-1, got {sorted(set(ei) | set(ej))}')
-  E, H, W = conf_i.shape
-  area = H * W
-  im_conf = np.zeros((n_imgs, H, W), np.float32)
+  shapes = [None] * n_imgs
+  for e in range(E):
+    for n, pts, conf in ((ei[e], pred_i[e], conf_i[e]), (ej[e], pred_j[e], conf_j[e])):
+      if pts.ndim != 3 or pts.shape[2] != 3 or conf.shape != pts.shape[:2]:
+        raise ValueError(f'edge {e}: pointmap {pts.shape} and confidence {conf.shape} must be (H,W,3) and (H,W)')
+      if shapes[n] is not None and shapes[n] != conf.shape:
+        raise ValueError(f'image {n} has predictions of two sizes, {shapes[n]} and {conf.shape}')
+      shapes[n] = conf.shape
+  areas = [h * w for h, w in shapes]
+  A = max(areas)
+  im_conf = [np.zeros(hw, np.float32) for hw in shapes]
   for e in range(E):
     im_conf[ei[e]] = np.maximum(im_conf[ei[e]], conf_i[e])
     im_conf[ej[e]] = np.maximum(im_conf[ej[e]], conf_j[e])
-  grid = np.broadcast_to(geo.pixel_grid(H, W).reshape(1, area, 2), (n_imgs, area, 2))
-  data = {'ei': ei, 'ej': ej, 'pred_i': pred_i.reshape(E, area, 3), 'pred_j': pred_j.reshape(E, area, 3),
-          'w_i': np.log(conf_i).reshape(E, area), 'w_j': np.log(conf_j).reshape(E, area),
-          'grid': np.ascontiguousarray(grid), 'base_pp': np.tile(np.float32([W / 2, H / 2]), (n_imgs, 1)),
-          'area_i': np.float32(E * area), 'area_j': np.float32(E * area)}
-  info = {'n_imgs': n_imgs, 'shape': (H, W), 'edges': list(zip(ei.tolist(), ej.tolist())), 'im_conf': im_conf,
+  stack = lambda xs: np.stack([_pad(x, A) for x in xs])  # noqa: E731
+  data = {'ei': ei, 'ej': ej, 'pred_i': stack(pred_i), 'pred_j': stack(pred_j),
+          'w_i': stack([np.log(c) for c in conf_i]), 'w_j': stack([np.log(c) for c in conf_j]),
+          'grid': stack([geo.pixel_grid(h, w) for h, w in shapes]),
+          'base_pp': np.array([(w / 2, h / 2) for h, w in shapes], np.float32),
+          'area_i': np.float32(sum(areas[i] for i in ei)), 'area_j': np.float32(sum(areas[j] for j in ej))}
+  info = {'n_imgs': n_imgs, 'shapes': shapes, 'edges': list(zip(ei.tolist(), ej.tolist())), 'im_conf': im_conf,
           'pts_i': pred_i, 'pts_j': pred_j, 'conf_i': conf_i, 'conf_j': conf_j}
   return data, info
 
 
-def random_params(n_edges, n_imgs, H, W, seed=0):
-  """The reference's random start: pw_poses, im_poses ~ N(0,1), log-depth N(0,1)/10 − 3, focal max(H,W)."""
+def random_params(n_edges, shapes, seed=0):
+  """The reference's random start: pw_poses, im_poses ~ N(0,1), log-depth N(0,1)/10 − 3 (0 on padding),
+  focal max(H,W). shapes: per-image (H,W)."""
   rng = np.random.default_rng(seed)
-  return {'pw_poses': rng.standard_normal((n_edges, 8)), 'im_poses': rng.standard_normal((n_imgs, 7)),
-          'im_depthmaps': rng.standard_normal((n_imgs, H * W)) / 10 - 3,
-          'im_focals': np.full((n_imgs, 1), FOCAL_BREAK * np.log(max(H, W))), 'im_pp': np.zeros((n_imgs, 2))}
+  A = max(h * w for h, w in shapes)
+  depth = np.stack([_pad(rng.standard_normal(h * w) / 10 - 3, A) for h, w in shapes])
+  return {'pw_poses': rng.standard_normal((n_edges, 8)), 'im_poses': rng.standard_normal((len(shapes), 7)),
+          'im_depthmaps': depth, 'im_focals': np.array([[FOCAL_BREAK * np.log(max(hw))] for hw in shapes]),
+          'im_pp': np.zeros((len(shapes), 2))}
 
 
 def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, lr_min=1e-6, min_conf_thr=3.0,
@@ -222,14 +254,15 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   schedule, lr)` → Scene.
 
   output: {'view1': {'idx': (E,), 'img' (E,H,W,3) in [-1,1] optional, ...}, 'view2': ..., 'pred1': {'pts3d'
-  (E,H,W,3), 'conf' (E,H,W)}, 'pred2': {'pts3d_in_other_view', 'conf'}} (numpy). One image size for now.
+  (E,H,W,3), 'conf' (E,H,W)}, 'pred2': {'pts3d_in_other_view', 'conf'}} (numpy; lists of per-edge arrays
+  where images differ in size — the Scene's per-image fields are then lists too).
   init: 'mst' or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
   known_poses (cam-to-world (4,4)), known_focals (px), known_pp (px), known_intrinsics ((3,3): focal = mean of
   fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
   edge_chunk: edges per chunk of the loss (memory, see the module docstring).
   """
   data, info = prepare(output, min_conf_thr)
-  n_imgs, (H, W), edges = info['n_imgs'], info['shape'], info['edges']
+  n_imgs, shapes, edges = info['n_imgs'], info['shapes'], info['edges']
   poses = _per_image(known_poses, n_imgs, 'known_poses')
   focals = _per_image(known_focals, n_imgs, 'known_focals')
   pps = _per_image(known_pp, n_imgs, 'known_pp')
@@ -243,10 +276,10 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
                       min_conf_thr=min_conf_thr, base_scale=base_scale, niter_pnp=niter_pnp, known_poses=poses,
                       known_focals=focals, known_pp=pps)
     params['im_pp'] = np.zeros((n_imgs, 2))
-    default = random_params(len(edges), n_imgs, H, W, seed)
+    default = random_params(len(edges), shapes, seed)
     params['im_focals'] = np.where(np.isnan(params['im_focals']), default['im_focals'], params['im_focals'])
   elif init == 'random':
-    params = random_params(len(edges), n_imgs, H, W, seed)
+    params = random_params(len(edges), shapes, seed)
   else:
     raise ValueError(f"init must be 'mst' or 'random', got {init!r}")
   if init_params is not None:
@@ -274,9 +307,13 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   return make_scene(params, data, info, min_conf_thr, output, np.asarray(losses))
 
 
+def _stack_or_list(xs):
+  return np.stack(xs) if len({x.shape for x in xs}) == 1 else xs
+
+
 def make_scene(params, data, info, min_conf_thr, output=None, losses=None):
-  """Decode the raw parameters into a Scene."""
-  n_imgs, (H, W) = info['n_imgs'], info['shape']
+  """Decode the raw parameters into a Scene (per-image lists where the images differ in size)."""
+  n_imgs, shapes = info['n_imgs'], info['shapes']
   cam_to_world = np.asarray(geo.pose_to_matrix(params['im_poses']))
   focals = np.asarray(jnp.exp(params['im_focals'][:, 0] / FOCAL_BREAK))
   pp = np.asarray(data['base_pp'] + 10.0 * params['im_pp'])
@@ -284,15 +321,19 @@ def make_scene(params, data, info, min_conf_thr, output=None, losses=None):
   K[:, 0, 0] = K[:, 1, 1] = focals
   K[:, :2, 2] = pp
   K[:, 2, 2] = 1
-  depth = np.asarray(jnp.exp(params['im_depthmaps'])).reshape(n_imgs, H, W)
+  depth = np.asarray(jnp.exp(params['im_depthmaps']))
   pts3d = np.asarray(world_points(params, jnp.asarray(data['grid']), jnp.asarray(data['base_pp'])))
+  unpad = lambda x, n: x[n, :shapes[n][0] * shapes[n][1]].reshape(shapes[n] + x.shape[2:])  # noqa: E731
   imgs = None
   if output is not None and 'img' in output['view1'] and 'img' in output['view2']:
-    imgs = np.zeros((n_imgs, H, W, 3), np.float32)
+    imgs = [np.zeros(hw + (3,), np.float32) for hw in shapes]
     for view in ('view1', 'view2'):
       for e, n in enumerate(np.asarray(output[view]['idx']).reshape(-1)):
-        imgs[n] = (np.asarray(output[view]['img'][e]) + 1) / 2
-  return Scene(cam_to_world=cam_to_world, focals=focals, principal_points=pp, intrinsics=K, depthmaps=depth,
-               pts3d=pts3d.reshape(n_imgs, H, W, 3), conf=info['im_conf'], min_conf_thr=min_conf_thr, imgs=imgs,
+        imgs[n] = (np.asarray(output[view]['img'][e], np.float32).reshape(shapes[n] + (3,)) + 1) / 2
+    imgs = _stack_or_list(imgs)
+  return Scene(cam_to_world=cam_to_world, focals=focals, principal_points=pp, intrinsics=K,
+               depthmaps=_stack_or_list([unpad(depth, n) for n in range(n_imgs)]),
+               pts3d=_stack_or_list([unpad(pts3d, n) for n in range(n_imgs)]),
+               conf=_stack_or_list(info['im_conf']), min_conf_thr=min_conf_thr, imgs=imgs,
                losses=np.zeros(0) if losses is None else losses,
                params={k: np.asarray(v) for k, v in params.items()})

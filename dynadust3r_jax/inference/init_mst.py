@@ -57,7 +57,8 @@ def spanning_tree_scene(edges, pts_i, pts_j, conf_i, conf_j, im_conf, min_conf_t
                         known_focals=None, known_pp=None):
   """Chain the pairwise pointmaps along the maximum spanning tree.
 
-  edges: list of (i,j); pts_i/pts_j (E,H,W,3), conf_i/conf_j (E,H,W) (one image size); im_conf list of (H,W).
+  edges: list of (i,j); pts_i/pts_j per edge (H,W,3) of view i / j, conf_i/conf_j per edge (H,W) (arrays or
+  lists; images may differ in size); im_conf list of (H,W).
   known_focals/known_pp: {image: value}. Returns (pts3d list of (H,W,3) world points, focals list, (N,4,4)
   cam-to-world).
   """
@@ -135,7 +136,7 @@ def align_multiple_poses(src, dst):
 
 def init_mst(edges, pts_i, pts_j, conf_i, conf_j, im_conf, *, min_conf_thr=3.0, base_scale=0.5, niter_pnp=10,
              known_poses=None, known_focals=None, known_pp=None):
-  """Parameters of the optimiser from the MST scene (pixels raveled, one image size H×W).
+  """Parameters of the optimiser from the MST scene (pixels raveled, padded to the largest area).
 
   known_poses: {image: (4,4) cam-to-world}. Returns dict pw_poses (E,8), im_poses (N,7), im_depthmaps (N,H·W),
   im_focals (N,1) (only estimated / known entries meaningful: NaN where unknown) as float64 numpy.
@@ -173,11 +174,11 @@ def init_mst(edges, pts_i, pts_j, conf_i, conf_j, im_conf, *, min_conf_thr=3.0, 
       pw_poses = register_pairs()
 
   im_poses = np.zeros((n_imgs, 7))
-  depth = np.zeros((n_imgs, pts3d[0].shape[0] * pts3d[0].shape[1]))
+  depth = np.zeros((n_imgs, max(p.shape[0] * p.shape[1] for p in pts3d)))  # log depth, 0 on padding
   for n in range(n_imgs):
     z = geo.apply_transform(np.linalg.inv(poses[n]), pts3d[n])[..., 2].reshape(-1)
     with np.errstate(divide='ignore', invalid='ignore'):
-      depth[n] = np.nan_to_num(np.log(z), nan=0.0, neginf=0.0)
+      depth[n, :len(z)] = np.nan_to_num(np.log(z), nan=0.0, neginf=0.0)
     im_poses[n] = geo.matrix_to_pose(poses[n])
   im_focals = np.array([[20.0 * np.log(f) if f is not None else np.nan] for f in focals])
   return {'pw_poses': pw_poses, 'im_poses': im_poses, 'im_depthmaps': depth, 'im_focals': im_focals}

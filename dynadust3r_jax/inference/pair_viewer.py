@@ -21,13 +21,14 @@ def pair_viewer(output, min_conf_thr=3.0):
   if info['n_imgs'] != 2 or sorted(edges) != [(0, 1), (1, 0)]:
     raise ValueError(f'pair_viewer needs exactly the two edges (0,1) and (1,0) of 2 images, got {edges}; '
                      'use global_align for more images')
-  H, W = info['shape']
+  shapes = info['shapes']
   e = {ij: k for k, ij in enumerate(edges)}
   pts_i, pts_j, conf_i, conf_j = info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j']
-  pp = np.array([W / 2, H / 2])
+  pps = [np.array([w / 2, h / 2]) for h, w in shapes]
   scores, focals, rel_poses = [], [], []
   for i in range(2):
     k = e[(i, 1 - i)]
+    pp = pps[i]
     scores.append(float(np.mean(conf_i[k], dtype=np.float64) * np.mean(conf_j[k], dtype=np.float64)))
     focals.append(np.float32(geo.estimate_focal_weiszfeld(pts_i[k], pp)))
     found = fast_pnp(pts_j[e[(1 - i, i)]], float(focals[i]), info['im_conf'][i] > min_conf_thr, niter_pnp=100)
@@ -41,16 +42,19 @@ def pair_viewer(output, min_conf_thr=3.0):
     k = e[(1, 0)]
     depth = [geo.apply_transform(np.linalg.inv(rel_poses[0]), pts_j[k])[..., 2], pts_i[k][..., 2]]
   poses = np.stack(poses).astype(np.float32)
-  depth = np.stack(depth).astype(np.float32)
+  depth = [d.astype(np.float32) for d in depth]
   focals = np.array(focals, np.float32)
+  pp = np.array(pps, np.float32)
   K = np.zeros((2, 3, 3), np.float32)
   K[:, 0, 0] = K[:, 1, 1] = focals
   K[:, :2, 2] = pp
   K[:, 2, 2] = 1
-  v, u = np.mgrid[:H, :W].astype(np.float32)
-  cam = np.stack([(u - pp[0]) / focals[:, None, None], (v - pp[1]) / focals[:, None, None],
-                  np.ones((2, H, W), np.float32)], -1) * depth[..., None]
-  pts3d = np.einsum('nij,nhwj->nhwi', poses[:, :3, :3], cam) + poses[:, None, None, :3, 3]
-  return Scene(cam_to_world=poses, focals=focals, principal_points=np.tile(pp, (2, 1)).astype(np.float32),
-               intrinsics=K, depthmaps=depth, pts3d=pts3d.astype(np.float32), conf=info['im_conf'],
-               min_conf_thr=min_conf_thr)
+  pts3d = []
+  for n in range(2):
+    v, u = np.mgrid[:shapes[n][0], :shapes[n][1]].astype(np.float32)
+    cam = np.stack([(u - pp[n, 0]) / focals[n], (v - pp[n, 1]) / focals[n], np.ones_like(u)], -1) * depth[n][..., None]
+    pts3d.append((cam @ poses[n, :3, :3].T + poses[n, :3, 3]).astype(np.float32))
+  same = shapes[0] == shapes[1]
+  return Scene(cam_to_world=poses, focals=focals, principal_points=pp, intrinsics=K,
+               depthmaps=np.stack(depth) if same else depth, pts3d=np.stack(pts3d) if same else pts3d,
+               conf=np.stack(info['im_conf']) if same else info['im_conf'], min_conf_thr=min_conf_thr)
