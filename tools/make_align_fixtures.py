@@ -30,6 +30,9 @@ Keys (float32 unless noted):
   rand_losses (100,) float64                                         cosine, niter=100, from the rand_ start
   pair_edges (2,) int32: the edges (1,0), (0,1) of images 0 and 1, run through PairViewer (min_conf_thr=3):
   pair_cam_to_world (2,4,4), pair_focals (2,), pair_depth (2,H,W), pair_pts3d (2,H,W,3)
+  known_{mst,known_poses}_*: every pose and focal preset to the GT (preset_pose, preset_focal), init 'mst' or
+  'known_poses', 300 cosine steps: _pw (E,4,4) decoded pairwise poses and _im_depthmaps (N,HW) after the init,
+  _losses (300,), _final_pw, _final_depth (N,H,W)
 Re-running reproduces the file byte for byte.
 
 A second file, align_mixed.npz, covers images of different sizes (parameters padded to the largest area):
@@ -256,6 +259,23 @@ def main(out_dir):
     data['pair_pts3d'] = torch.stack(viewer.get_pts3d()).numpy().astype(np.float32)
 
   Path(out_dir).mkdir(parents=True, exist_ok=True)
+  for init in ('mst', 'known_poses'):  # every pose and focal preset to the ground truth
+    torch.manual_seed(0)
+    scene = global_aligner(output, device='cpu', mode=GlobalAlignerMode.PointCloudOptimizer, verbose=False)
+    scene.preset_pose(list(data['gt_cam_to_world']))
+    scene.preset_focal([float(f) for f in data['gt_focals']])
+    if init == 'mst':
+      init_im_poses.init_minimum_spanning_tree(scene, niter_PnP=10)
+    else:
+      init_im_poses.init_from_known_poses(scene, niter_PnP=10, min_conf_thr=scene.min_conf_thr)
+    with torch.no_grad():
+      data[f'known_{init}_pw'] = _f32(scene.get_pw_poses().numpy())
+      data[f'known_{init}_im_depthmaps'] = _f32(scene.im_depthmaps.numpy())
+    data[f'known_{init}_losses'] = run(NITER, 'cosine')
+    with torch.no_grad():
+      data[f'known_{init}_final_pw'] = _f32(scene.get_pw_poses().numpy())
+      data[f'known_{init}_final_depth'] = _f32(torch.stack(scene.get_depthmaps()).numpy())
+
   out = Path(out_dir) / 'align_synthetic.npz'
   np.savez(out, **data)
   print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB); init loss {data["mst_loss"]:.6f} '

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.inference.init_known_poses import init_known_poses
 from dynadust3r_jax.inference.init_mst import init_mst
 
 PARAM_NAMES = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals', 'im_pp')
@@ -148,6 +149,8 @@ def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, bas
   grad_fn = jax.value_and_grad(loss_fn)
   adam = optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)
   niter = lrs.shape[0]
+  if niter == 0:
+    return params, jnp.zeros(0)
 
   def step(n, carry):
     params, state, losses = carry
@@ -256,7 +259,7 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   output: {'view1': {'idx': (E,), 'img' (E,H,W,3) in [-1,1] optional, ...}, 'view2': ..., 'pred1': {'pts3d'
   (E,H,W,3), 'conf' (E,H,W)}, 'pred2': {'pts3d_in_other_view', 'conf'}} (numpy; lists of per-edge arrays
   where images differ in size — the Scene's per-image fields are then lists too).
-  init: 'mst' or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
+  init: 'mst', 'known_poses' (every pose and focal given) or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
   known_poses (cam-to-world (4,4)), known_focals (px), known_pp (px), known_intrinsics ((3,3): focal = mean of
   fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
   edge_chunk: edges per chunk of the loss (memory, see the module docstring).
@@ -278,10 +281,21 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
     params['im_pp'] = np.zeros((n_imgs, 2))
     default = random_params(len(edges), shapes, seed)
     params['im_focals'] = np.where(np.isnan(params['im_focals']), default['im_focals'], params['im_focals'])
+  elif init == 'known_poses':
+    missing = [n for n in range(n_imgs) if n not in poses or n not in focals]
+    if missing:
+      raise ValueError(f"init='known_poses' needs known_poses and known_focals (or known_intrinsics) for every "
+                       f"image; missing for images {missing}")
+    params = random_params(len(edges), shapes, seed)
+    known = init_known_poses(edges, info['pts_i'], info['pts_j'], info['conf_i'], poses, focals,
+                             {n: pps.get(n, data['base_pp'][n]) for n in range(n_imgs)},
+                             min_conf_thr=min_conf_thr, niter_pnp=niter_pnp)
+    params['pw_poses'] = np.where(np.isnan(known['pw_poses']), params['pw_poses'], known['pw_poses'])
+    params['im_depthmaps'] = known['im_depthmaps']
   elif init == 'random':
     params = random_params(len(edges), shapes, seed)
   else:
-    raise ValueError(f"init must be 'mst' or 'random', got {init!r}")
+    raise ValueError(f"init must be 'mst', 'known_poses' or 'random', got {init!r}")
   if init_params is not None:
     params.update({k: np.asarray(v, np.float64) for k, v in init_params.items()})
 

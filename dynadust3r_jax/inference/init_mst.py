@@ -10,13 +10,15 @@ runs once before the jitted optimiser.
    that the geometric mean of the pairwise scales is base_scale, log-depth from the chained points.
 
 Known poses/focals/principal points (presets) are honoured: known focals and principal points replace the
-estimates; with ≥2 known poses the chained scene is similarity-aligned to them (camera centres and points
+estimates, also inside the RANSAC-PnP (the reference ignores known focals here and uses its Weiszfeld estimates;
+the start differs, the optimum reached is the same — tests/test_global_align.py); with ≥2 known poses the chained scene is similarity-aligned to them (camera centres and points
 along the optical axes, as the reference does) and the pairwise scales are not normalised; with 1 known pose
 the normalised scene is moved rigidly onto it.
 """
 import cv2
 import numpy as np
 import scipy.sparse as sp
+from scipy.spatial.distance import pdist
 from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 
 from dynadust3r_jax.inference import geometry as geo
@@ -126,11 +128,11 @@ def spanning_tree_scene(edges, pts_i, pts_j, conf_i, conf_j, im_conf, min_conf_t
 
 def align_multiple_poses(src, dst):
   """Similarity (s, R, t) taking the (K,4,4) cam-to-world `src` onto `dst` (centres + points one hundredth
-  of the median centre distance along the optical axes)."""
+  of the median pairwise centre distance along the optical axes)."""
   def centre_and_z(P):
-    c = P[:, :3, 3]
-    eps = np.median(np.linalg.norm(c[:, None] - c[None], axis=-1)) / 100
-    return np.concatenate([c, c + eps * P[:, :3, 2]])
+    c = np.asarray(P, np.float64)[:, :3, 3]
+    eps = np.median(pdist(c)) / 100
+    return np.concatenate([c, c + eps * np.asarray(P, np.float64)[:, :3, 2]])
   return geo.umeyama(centre_and_z(src), centre_and_z(dst), np.ones(2 * len(src)))
 
 
