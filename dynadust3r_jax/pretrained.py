@@ -142,8 +142,7 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
 
 def _training_params(directory: str, target, step: int | None):
   """The parameters of a training run's checkpoint (the `params` of its `state` item, nothing else read)."""
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0,
-                                         best_fn=lambda m: m['val_loss'], best_mode='min')
+  options = ocp.CheckpointManagerOptions(create=False, best_fn=lambda m: m['val_loss'], best_mode='min')
   with ocp.CheckpointManager(directory, options=options, item_names=('state',)) as manager:
     steps = manager.all_steps()
     if step is None:
