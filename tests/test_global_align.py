@@ -161,6 +161,16 @@ def test_global_align_end_to_end_equals_the_reference(ref, scene):
   np.testing.assert_allclose(scene.depthmaps, ref['final_depth'], rtol=2e-3)
 
 
+def test_scene_images_come_from_the_views(ref):
+  out = _output(ref)
+  E, H, W = ref['conf_i'].shape
+  img = np.linspace(-1, 1, 5 * H * W * 3, dtype=np.float32).reshape(5, H, W, 3)
+  out['view1']['img'] = img[ref['edges'][:, 0]]
+  out['view2']['img'] = img[ref['edges'][:, 1]]
+  scene = ga.global_align(out, niter=2)
+  np.testing.assert_allclose(scene.imgs, (img + 1) / 2)
+
+
 def test_scene_fields(ref, scene):
   N, H, W = ref['gt_depth'].shape
   assert scene.cam_to_world.shape == (N, 4, 4) and scene.focals.shape == (N,)
@@ -218,6 +228,10 @@ def test_bad_inputs_name_the_problem(ref):
   out = _output(ref)
   with pytest.raises(ValueError, match='known_focals'):
     ga.global_align(out, niter=1, known_focals=[30.0, 31.0])
+  with pytest.raises(ValueError, match=r'known_poses\[1\]: expected a finite array of shape \(4, 4\)'):
+    ga.global_align(out, niter=1, known_poses={1: np.eye(3)})
+  with pytest.raises(ValueError, match='positive'):
+    ga.global_align(out, niter=1, known_focals={1: -3.0})
   with pytest.raises(ValueError, match='out of range'):
     ga.global_align(out, niter=1, known_poses={7: np.eye(4)})
   with pytest.raises(ValueError, match="'mst', 'known_poses' or 'random'"):

@@ -273,6 +273,13 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
     focals[n] = np.asarray(K[[0, 1], [0, 1]].mean())
     pps[n] = K[:2, 2]
   focals = {n: float(f) for n, f in focals.items()}
+  for name, values, shape in (('known_poses', poses, (4, 4)), ('known_pp', pps, (2,))):
+    for n, v in values.items():
+      if v.shape != shape or not np.isfinite(v).all():
+        raise ValueError(f'{name}[{n}]: expected a finite array of shape {shape}, got shape {v.shape}')
+  bad = {n: f for n, f in focals.items() if not (np.isfinite(f) and f > 0)}
+  if bad:
+    raise ValueError(f'known focals must be positive and finite, got {bad}')
 
   if init == 'mst':
     params = init_mst(edges, info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j'], list(info['im_conf']),
