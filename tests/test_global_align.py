@@ -112,6 +112,9 @@ def test_chunked_gradient_memory_does_not_grow_with_edges():
   small, full = temp_floats_per_pixel(2), temp_floats_per_pixel(E)
   assert small < 20 * N + 40 * 2  # the docstring's ≈ (15·N + 29·edge_chunk)·A
   assert full > 3 * small
+  masks = {k: jnp.ones((1, 1)) for k in params}  # the whole optimiser: ≈ (19·N + 34·edge_chunk)·A
+  analysis = ga.optimize.lower(params, data, masks, jnp.ones(3), edge_chunk=2).compile().memory_analysis()
+  assert analysis.temp_size_in_bytes / 4 / A < 24 * N + 40 * 2
 
 
 def test_optimiser_from_the_reference_init_follows_the_reference(ref, problem):

@@ -12,11 +12,13 @@ Loss: Σ_e Σ_pix log C_i^e ‖X_i − P_e X_i^e‖ / Σ_e A_i + the same for vi
 from its depth, focal, pp and pose. Adam β = (0.9, 0.9), eps 1e-8, lr by a cosine or linear schedule to
 lr_min; known values (presets) are frozen by masks on the updates.
 
-Memory (float32 words; A = pixels per image): the inputs hold 8·E·A (pred_i, pred_j: 3 each, weights: 1 each)
-and the parameters with their Adam moments ≈ 3·N·A; the loss-and-gradient's temporaries measure
-≈ (15·N + 29·edge_chunk)·A (XLA memory_analysis on CPU; independent of E), because each chunk of edge_chunk
+Memory (float32 words; A = pixels per image, the largest): the inputs hold 8·E·A (pred_i, pred_j: 3 each,
+weights: 1 each) plus the pixel grid 2·N·A; the parameters N·A; the loss-and-gradient's temporaries
+≈ (15·N + 29·edge_chunk)·A and the whole jitted optimiser's (Adam moments, the loop's carries included)
+≈ (19·N + 34·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk of edge_chunk
 edges is recomputed in the backward (jax.checkpoint) and only the (N,A,3) world points and their cotangent
-persist. The reference materialises several (E,A,3) tensors instead (dust3r issue #1).
+persist. In all ≈ 4·A·(8·E + 23·N + 34·edge_chunk) bytes on the device. The reference materialises several
+(E,A,3) tensors instead (dust3r issue #1).
 """
 from dataclasses import dataclass, field
 from functools import partial
