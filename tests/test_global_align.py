@@ -373,3 +373,43 @@ def test_one_known_pose_fixes_the_frame(ref):
   np.testing.assert_allclose(scene.cam_to_world[2], G[2], atol=1e-6)
   for n in (0, 1, 3, 4):  # the known camera fixes the rotation of the world (not its scale)
     assert geo.rotation_angle_deg(scene.cam_to_world[n, :3, :3], G[n, :3, :3]) < 0.5  # measured ≤ 0.2°
+
+
+@pytest.mark.parametrize('dist,conf', [('l1', 'log'), ('l2', 'log'), ('l1', 'sqrt'), ('l2', 'm1'), ('l1', 'id')])
+def test_loss_equals_a_direct_numpy_evaluation(ref, dist, conf):
+  """The reference's forward written out in numpy (float64) for every dist / conf option."""
+  data, info = ga.prepare(_output(ref), conf=conf)
+  params = {k: np.asarray(v, np.float64) for k, v in _ref_params(ref, 'mst').items()}
+  trf = {'log': np.log, 'sqrt': np.sqrt, 'm1': lambda c: c - 1, 'id': lambda c: c}[conf]
+  N, H, W = ref['gt_depth'].shape
+  v, u = np.mgrid[:H, :W]
+  world = []
+  for n in range(N):
+    P = np.asarray(geo.pose_to_matrix(jnp.asarray(params['im_poses'][n], jnp.float32)), np.float64)
+    f = np.exp(params['im_focals'][n, 0] / 20)
+    z = np.exp(params['im_depthmaps'][n]).reshape(H, W)
+    world.append(geo.apply_transform(P, np.stack([(u - W / 2) / f * z, (v - H / 2) / f * z, z], -1)))
+  log_s = params['pw_poses'][:, -1]
+  scale = 0.5 * np.exp(log_s - log_s.mean())
+  li = lj = 0.0
+  for e, (i, j) in enumerate(ref['edges']):
+    P = np.asarray(geo.pose_to_matrix(jnp.asarray(params['pw_poses'][e], jnp.float32)), np.float64)
+    P[:3] *= scale[e]
+    for X, pred, c, acc in ((world[i], ref['pts3d_i'][e], ref['conf_i'][e], 'i'),
+                            (world[j], ref['pts3d_j'][e], ref['conf_j'][e], 'j')):
+      d2 = np.sum((X - geo.apply_transform(P, pred.astype(np.float64))) ** 2, axis=-1)
+      term = np.sum(trf(c.astype(np.float64)) * (np.sqrt(d2) if dist == 'l1' else d2))
+      li, lj = (li + term, lj) if acc == 'i' else (li, lj + term)
+  expected = li / (len(ref['edges']) * H * W) + lj / (len(ref['edges']) * H * W)
+  loss = ga.alignment_loss({k: jnp.asarray(v, jnp.float32) for k, v in params.items()},
+                           jax.tree.map(jnp.asarray, data), edge_chunk=6, dist=dist)
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+  if (dist, conf) == ('l1', 'log'):
+    assert expected == pytest.approx(float(ref['mst_loss']), rel=1e-5)
+
+
+def test_unknown_dist_or_conf_is_an_error(ref):
+  with pytest.raises(ValueError, match="dist must be 'l1' or 'l2'"):
+    ga.global_align(_output(ref), niter=1, dist='huber')
+  with pytest.raises(ValueError, match='conf must be one of'):
+    ga.global_align(_output(ref), niter=1, conf='exp')

@@ -90,6 +90,9 @@ def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
   raise ValueError(f"schedule must be 'cosine' or 'linear', got {schedule!r}")
 
 
+CONF_TRANSFORMS = {'log': np.log, 'sqrt': np.sqrt, 'm1': lambda c: c - 1, 'id': lambda c: c, 'none': lambda c: c}
+
+
 def _safe_norm(x):
   sq = jnp.sum(jnp.square(x), axis=-1)
   return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
@@ -115,9 +118,12 @@ def world_points(params, grid, base_pp):
   return jnp.einsum('nij,naj->nai', P[:, :3, :3], cam) + P[:, None, :3, 3]
 
 
-def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5):
-  """Scalar loss. data: ei, ej (E,) int32; pred_i, pred_j (E,A,3); w_i, w_j (E,A) (0 on padding); grid (N,A,2);
+def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5, dist='l1'):
+  """Scalar loss (dist 'l1': ‖·‖, the default; 'l2': ‖·‖²). data: ei, ej (E,) int32; pred_i, pred_j (E,A,3);
+  w_i, w_j (E,A) (0 on padding); grid (N,A,2);
   base_pp (N,2); area_i, area_j (). Edges are processed edge_chunk at a time under jax.checkpoint."""
+  if dist not in ('l1', 'l2'):
+    raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
   E = data['ei'].shape[0]
   P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale)
   X = world_points(params, data['grid'], data['base_pp'])
@@ -133,8 +139,9 @@ def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0
     d = {k: jax.lax.dynamic_slice_in_dim(v, start, chunk) for k, v in edge_data.items()}
     fresh = (start + jnp.arange(chunk) >= c * chunk)[:, None]
     R, t = d['P'][:, None, :3, :3], d['P'][:, None, :3, 3]
-    di = _safe_norm(X[d['ei']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_i']) + t))
-    dj = _safe_norm(X[d['ej']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_j']) + t))
+    distance = _safe_norm if dist == 'l1' else (lambda x: jnp.sum(jnp.square(x), axis=-1))
+    di = distance(X[d['ei']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_i']) + t))
+    dj = distance(X[d['ej']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_j']) + t))
     return jnp.stack([jnp.sum(jnp.where(fresh, d['w_i'] * di, 0.0)), jnp.sum(jnp.where(fresh, d['w_j'] * dj, 0.0))])
 
   def body(acc, c):
@@ -143,11 +150,12 @@ def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0
   return total[0] / data['area_i'] + total[1] / data['area_j']
 
 
-@partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale'))
-def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, base_scale=0.5):
+@partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale', 'dist'))
+def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, base_scale=0.5, dist='l1'):
   """Adam(β=(0.9,0.9), eps=1e-8) for len(lrs) steps in one lax.fori_loop. masks: like params, 1 = free,
   0 = frozen (broadcastable). Returns (params, (niter,) loss before each step)."""
-  loss_fn = partial(alignment_loss, edge_chunk=edge_chunk, norm_pw_scale=norm_pw_scale, base_scale=base_scale)
+  loss_fn = partial(alignment_loss, edge_chunk=edge_chunk, norm_pw_scale=norm_pw_scale, base_scale=base_scale,
+                    dist=dist)
   grad_fn = jax.value_and_grad(loss_fn)
   adam = optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)
   niter = lrs.shape[0]
@@ -198,11 +206,14 @@ def _pad(x, area):
   return np.concatenate([flat, np.zeros((area - len(flat),) + flat.shape[1:], flat.dtype)])
 
 
-def prepare(output, min_conf_thr=3.0):
+def prepare(output, min_conf_thr=3.0, conf='log'):
   """Arrays of a DUSt3R inference output (see global_align) → (data for the loss, per-image info).
 
   Images may differ in size: per-pixel arrays are raveled and zero-padded to the largest area A (padding
-  weighs 0), and the loss is normalised by the true areas, as the reference does."""
+  weighs 0), and the loss is normalised by the true areas, as the reference does. conf: the weights'
+  transform of the raw confidences, 'log' (default), 'sqrt', 'm1' (C − 1), 'id'/'none'."""
+  if conf not in CONF_TRANSFORMS:
+    raise ValueError(f'conf must be one of {sorted(CONF_TRANSFORMS)}, got {conf!r}')
   ei = np.asarray(output['view1']['idx']).astype(np.int32).reshape(-1)
   ej = np.asarray(output['view2']['idx']).astype(np.int32).reshape(-1)
   pred_i = _per_edge(output['pred1']['pts3d'], "pred1['pts3d']")
@@ -218,12 +229,12 @@ def prepare(output, min_conf_thr=3.0):
     raise ValueError(f'image indices of the pairs must be exactly 0..N-1, got {sorted(set(ei) | set(ej))}')
   shapes = [None] * n_imgs
   for e in range(E):
-    for n, pts, conf in ((ei[e], pred_i[e], conf_i[e]), (ej[e], pred_j[e], conf_j[e])):
-      if pts.ndim != 3 or pts.shape[2] != 3 or conf.shape != pts.shape[:2]:
-        raise ValueError(f'edge {e}: pointmap {pts.shape} and confidence {conf.shape} must be (H,W,3) and (H,W)')
-      if shapes[n] is not None and shapes[n] != conf.shape:
-        raise ValueError(f'image {n} has predictions of two sizes, {shapes[n]} and {conf.shape}')
-      shapes[n] = conf.shape
+    for n, pts, c in ((ei[e], pred_i[e], conf_i[e]), (ej[e], pred_j[e], conf_j[e])):
+      if pts.ndim != 3 or pts.shape[2] != 3 or c.shape != pts.shape[:2]:
+        raise ValueError(f'edge {e}: pointmap {pts.shape} and confidence {c.shape} must be (H,W,3) and (H,W)')
+      if shapes[n] is not None and shapes[n] != c.shape:
+        raise ValueError(f'image {n} has predictions of two sizes, {shapes[n]} and {c.shape}')
+      shapes[n] = c.shape
   areas = [h * w for h, w in shapes]
   A = max(areas)
   im_conf = [np.zeros(hw, np.float32) for hw in shapes]
@@ -232,7 +243,8 @@ def prepare(output, min_conf_thr=3.0):
     im_conf[ej[e]] = np.maximum(im_conf[ej[e]], conf_j[e])
   stack = lambda xs: np.stack([_pad(x, A) for x in xs])  # noqa: E731
   data = {'ei': ei, 'ej': ej, 'pred_i': stack(pred_i), 'pred_j': stack(pred_j),
-          'w_i': stack([np.log(c) for c in conf_i]), 'w_j': stack([np.log(c) for c in conf_j]),
+          'w_i': stack([CONF_TRANSFORMS[conf](c) for c in conf_i]),
+          'w_j': stack([CONF_TRANSFORMS[conf](c) for c in conf_j]),
           'grid': stack([geo.pixel_grid(h, w) for h, w in shapes]),
           'base_pp': np.array([(w / 2, h / 2) for h, w in shapes], np.float32),
           'area_i': np.float32(sum(areas[i] for i in ei)), 'area_j': np.float32(sum(areas[j] for j in ej))}
@@ -253,8 +265,8 @@ def random_params(n_edges, shapes, seed=0):
 
 
 def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, lr_min=1e-6, min_conf_thr=3.0,
-                 base_scale=0.5, optimize_pp=False, known_poses=None, known_focals=None, known_pp=None,
-                 known_intrinsics=None, edge_chunk=16, niter_pnp=10, init_params=None, seed=0):
+                 base_scale=0.5, dist='l1', conf='log', optimize_pp=False, known_poses=None, known_focals=None,
+                 known_pp=None, known_intrinsics=None, edge_chunk=16, niter_pnp=10, init_params=None, seed=0):
   """DUSt3R's `global_aligner(output, mode=PointCloudOptimizer)` + `compute_global_alignment(init, niter,
   schedule, lr)` → Scene.
 
@@ -264,9 +276,12 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   init: 'mst', 'known_poses' (every pose and focal given) or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
   known_poses (cam-to-world (4,4)), known_focals (px), known_pp (px), known_intrinsics ((3,3): focal = mean of
   fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
-  edge_chunk: edges per chunk of the loss (memory, see the module docstring).
+  dist 'l1' (‖·‖, default) or 'l2' (‖·‖²); conf: weights log C (default), 'sqrt', 'm1', 'id' (the reference's
+  constructor options). edge_chunk: edges per chunk of the loss (memory, see the module docstring).
   """
-  data, info = prepare(output, min_conf_thr)
+  if dist not in ('l1', 'l2'):
+    raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
+  data, info = prepare(output, min_conf_thr, conf)
   n_imgs, shapes, edges = info['n_imgs'], info['shapes'], info['edges']
   poses = _per_image(known_poses, n_imgs, 'known_poses')
   focals = _per_image(known_focals, n_imgs, 'known_focals')
@@ -326,7 +341,7 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   masks = {k: jnp.asarray(v, jnp.float32) for k, v in masks.items()}
   lrs = jnp.asarray(lr_schedule(niter, lr, lr_min, schedule), jnp.float32)
   params, losses = optimize(params, jax.tree.map(jnp.asarray, data), masks, lrs, edge_chunk=edge_chunk,
-                            norm_pw_scale=len(poses) <= 1, base_scale=base_scale)
+                            norm_pw_scale=len(poses) <= 1, base_scale=base_scale, dist=dist)
   return make_scene(params, data, info, min_conf_thr, output, np.asarray(losses))
 
 
