@@ -7,7 +7,8 @@ gradient within 3.3e-4 of its largest entry; from the reference's init the first
 relative, the whole curve within 6% (Adam's noisy middle phase with lr 0.01 amplifies float differences; both
 runs settle as the cosine schedule decays), final loss 1e-6, cameras 1e-4, focals and depths 2e-5; end to end
 (own MST init): final loss 6e-6 relative, cameras 9e-4, focals and depths 5e-4; from the reference's random
-start (100 cosine steps) every loss within 3e-7 relative; PairViewer within 6e-8 (poses) and 5e-7 (points). Mixed image sizes (align_mixed.npz, 4 images of three sizes):
+start (100 cosine steps) every loss within 3e-7 relative; PairViewer within 6e-8 (poses) and 5e-7 (points).
+Mixed image sizes (align_mixed.npz, 4 images of three sizes):
 MST init 4.5e-6, loss/gradient as above, 100 steps from the reference's init within 1.1e-5, final cameras 6e-6.
 """
 import importlib
@@ -49,8 +50,13 @@ def _ref_params(ref, prefix):
   return params
 
 
-FREE = {'pw_poses': jnp.ones((1, 1)), 'im_poses': jnp.ones((1, 1)), 'im_depthmaps': jnp.ones((1, 1)),
-        'im_focals': jnp.ones((1, 1)), 'im_pp': jnp.zeros((1, 1))}
+def _free(n_imgs):
+  """Masks as global_align makes them when nothing is known (same shapes: one compiled optimiser for both)."""
+  return {'pw_poses': jnp.ones((1, 1)), 'im_poses': jnp.ones((n_imgs, 1)), 'im_depthmaps': jnp.ones((1, 1)),
+          'im_focals': jnp.ones((n_imgs, 1)), 'im_pp': jnp.zeros((n_imgs, 1))}
+
+
+FREE = _free(5)
 
 
 def _rel_rotation_error_deg(P, G):
@@ -109,9 +115,8 @@ def test_chunked_gradient_memory_does_not_grow_with_edges():
     if analysis is None:
       pytest.skip('no memory analysis on this backend')
     return analysis.temp_size_in_bytes / 4 / A
-  small, full = temp_floats_per_pixel(2), temp_floats_per_pixel(E)
-  assert small < 20 * N + 40 * 2  # the docstring's ≈ (15·N + 29·edge_chunk)·A
-  assert full > 3 * small
+  # the docstring's ≈ (15·N + 29·edge_chunk)·A; materialising (E,A,·) tensors would add ≥ 8·E = 320 per pixel
+  assert temp_floats_per_pixel(2) < 20 * N + 40 * 2
   masks = {k: jnp.ones((1, 1)) for k in params}  # the whole optimiser: ≈ (19·N + 34·edge_chunk)·A
   analysis = ga.optimize.lower(params, data, masks, jnp.ones(3), edge_chunk=2).compile().memory_analysis()
   assert analysis.temp_size_in_bytes / 4 / A < 24 * N + 40 * 2
@@ -120,7 +125,7 @@ def test_chunked_gradient_memory_does_not_grow_with_edges():
 def test_optimiser_from_the_reference_init_follows_the_reference(ref, problem):
   data, info = problem
   lrs = jnp.asarray(ga.lr_schedule(300, 0.01), jnp.float32)
-  params, losses = ga.optimize(_ref_params(ref, 'mst'), data, FREE, lrs, edge_chunk=8)
+  params, losses = ga.optimize(_ref_params(ref, 'mst'), data, FREE, lrs, edge_chunk=16)
   losses = np.asarray(losses)
   rel = np.abs(losses / ref['losses'] - 1)
   assert rel[:10].max() < 1e-4
@@ -170,7 +175,7 @@ def test_scene_images_come_from_the_views(ref):
   img = np.linspace(-1, 1, 5 * H * W * 3, dtype=np.float32).reshape(5, H, W, 3)
   out['view1']['img'] = img[ref['edges'][:, 0]]
   out['view2']['img'] = img[ref['edges'][:, 1]]
-  scene = ga.global_align(out, niter=2)
+  scene = ga.global_align(out, niter=0)
   np.testing.assert_allclose(scene.imgs, (img + 1) / 2)
 
 
@@ -220,7 +225,7 @@ def test_presets_are_kept_and_the_other_cameras_recovered(ref):
 def test_preset_principal_points_and_intrinsics(ref):
   N, H, W = ref['gt_depth'].shape
   K = np.array([[ref['gt_focals'][2], 0, 15.0], [0, ref['gt_focals'][2], 12.5], [0, 0, 1]])
-  scene = ga.global_align(_output(ref), niter=20, optimize_pp=True, known_intrinsics={2: K},
+  scene = ga.global_align(_output(ref), niter=300, optimize_pp=True, known_intrinsics={2: K},
                           known_pp={3: (16.5, 11.0)})
   np.testing.assert_allclose(scene.intrinsics[2], K, rtol=1e-6)
   np.testing.assert_allclose(scene.principal_points[3], [16.5, 11.0], rtol=1e-6)
@@ -324,7 +329,8 @@ def test_mixed_image_sizes_equal_the_reference(mixed):
   assert float(loss) == pytest.approx(float(m['mst_loss']), rel=1e-6)
   for k in TRAINED:  # measured ≤ 1e-4 of the largest entry
     np.testing.assert_allclose(np.asarray(grad[k]), m[f'mst_grad_{k}'], atol=1e-3 * np.abs(m[f'mst_grad_{k}']).max())
-  final, losses = ga.optimize(start, data, FREE, jnp.asarray(ga.lr_schedule(100, 0.01), jnp.float32), edge_chunk=5)
+  lrs = jnp.asarray(ga.lr_schedule(100, 0.01), jnp.float32)
+  final, losses = ga.optimize(start, data, _free(4), lrs, edge_chunk=16)
   assert np.abs(np.asarray(losses) / m['losses'] - 1).max() < 1e-4  # measured 1.1e-5
   scene = ga.make_scene(final, data, info, 3.0)
   assert [d.shape for d in scene.depthmaps] == shapes and [p.shape for p in scene.pts3d] == [s + (3,) for s in shapes]

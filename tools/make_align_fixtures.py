@@ -173,7 +173,8 @@ def mixed_sizes_fixture(out_dir):
     out['final_depth'] = _ravel_cat([d.numpy() for d in scene.get_depthmaps()])
   path = Path(out_dir) / 'align_mixed.npz'
   np.savez(path, **out)
-  print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB); init loss {out["mst_loss"]:.6f} → {out["losses"][-1]:.6f}')
+  print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB); init loss {out["mst_loss"]:.6f} '
+        f'→ {out["losses"][-1]:.6f}')
 
 
 def main(out_dir):
@@ -248,7 +249,8 @@ def main(out_dir):
   pair = np.array([0, int(np.flatnonzero((data['edges'] == (0, 1)).all(1))[0])], np.int32)
   assert (data['edges'][pair] == [(1, 0), (0, 1)]).all()
   data['pair_edges'] = pair
-  sel = lambda d: {k: (v[pair] if isinstance(v, torch.Tensor) else [v[p] for p in pair]) for k, v in d.items()}  # noqa: E731
+  def sel(d):
+    return {k: (v[pair] if isinstance(v, torch.Tensor) else [v[p] for p in pair]) for k, v in d.items()}
   pair_output = {k: sel(output[k]) for k in ('view1', 'view2', 'pred1', 'pred2')}
   pair_output['loss'] = None
   viewer = global_aligner(pair_output, device='cpu', mode=GlobalAlignerMode.PairViewer, verbose=False)

@@ -273,7 +273,8 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   output: {'view1': {'idx': (E,), 'img' (E,H,W,3) in [-1,1] optional, ...}, 'view2': ..., 'pred1': {'pts3d'
   (E,H,W,3), 'conf' (E,H,W)}, 'pred2': {'pts3d_in_other_view', 'conf'}} (numpy; lists of per-edge arrays
   where images differ in size — the Scene's per-image fields are then lists too).
-  init: 'mst', 'known_poses' (every pose and focal given) or 'random' (seeded); init_params: a dict of raw parameters overriding the init (parity tests).
+  init: 'mst', 'known_poses' (every pose and focal given) or 'random' (seeded); init_params: a dict of raw
+  parameters overriding the init (parity tests).
   known_poses (cam-to-world (4,4)), known_focals (px), known_pp (px), known_intrinsics ((3,3): focal = mean of
   fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
   dist 'l1' (‖·‖, default) or 'l2' (‖·‖²); conf: weights log C (default), 'sqrt', 'm1', 'id' (the reference's

@@ -11,8 +11,9 @@ runs once before the jitted optimiser.
 
 Known poses/focals/principal points (presets) are honoured: known focals and principal points replace the
 estimates, also inside the RANSAC-PnP (the reference ignores known focals here and uses its Weiszfeld estimates;
-the start differs, the optimum reached is the same — tests/test_global_align.py); with ≥2 known poses the chained scene is similarity-aligned to them (camera centres and points
-along the optical axes, as the reference does) and the pairwise scales are not normalised; with 1 known pose
+the start differs, the optimum reached is the same — tests/test_global_align.py); with ≥2 known poses the
+chained scene is similarity-aligned to them (camera centres and points along the optical axes, as the reference
+does) and the pairwise scales are not normalised; with 1 known pose (the reference raises NotImplementedError)
 the normalised scene is moved rigidly onto it.
 """
 import cv2
