@@ -419,3 +419,29 @@ def test_unknown_dist_or_conf_is_an_error(ref):
     ga.global_align(_output(ref), niter=1, dist='huber')
   with pytest.raises(ValueError, match='conf must be one of'):
     ga.global_align(_output(ref), niter=1, conf='exp')
+
+
+def test_pair_viewer_with_two_image_sizes_equals_the_reference(mixed):
+  from dynadust3r_jax.inference.pair_viewer import pair_viewer
+  m, shapes, output = mixed
+  p = m['pair_edges']
+  out = {k: {kk: [vv[e] for e in p] for kk, vv in output[k].items()} for k in ('view1', 'view2', 'pred1', 'pred2')}
+  scene = pair_viewer(out)
+  assert [d.shape for d in scene.depthmaps] == shapes[:2]
+  np.testing.assert_allclose(scene.cam_to_world, m['pair_cam_to_world'], atol=1e-5)
+  np.testing.assert_allclose(scene.focals, m['pair_focals'], rtol=1e-5)
+  np.testing.assert_allclose(np.concatenate([d.ravel() for d in scene.depthmaps]), m['pair_depth'], rtol=1e-5)
+  np.testing.assert_allclose(np.concatenate([x.reshape(-1, 3) for x in scene.pts3d]), m['pair_pts3d'], atol=1e-4)
+
+
+def test_the_optimisation_is_one_compiled_loop(ref, problem):
+  """One program for all the steps (lax.fori_loop) with the edge chunks in a lax.scan: its size does not depend
+  on the number of steps or of chunks (nothing unrolled, no Python per step)."""
+  data, _ = problem
+
+  def hlo(niter, chunk):
+    lrs = jnp.asarray(ga.lr_schedule(niter, 0.01), jnp.float32)
+    return ga.optimize.lower(_ref_params(ref, 'mst'), data, FREE, lrs, edge_chunk=chunk).as_text()
+  text = hlo(300, 4)
+  assert text.count('stablehlo.while') >= 2
+  assert len(hlo(3, 4).splitlines()) == len(text.splitlines()) == len(hlo(300, 2).splitlines())

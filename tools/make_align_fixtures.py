@@ -39,7 +39,8 @@ A second file, align_mixed.npz, covers images of different sizes (parameters pad
 4 images of 24×32, 32×24, 24×32, 20×36 (seed 1), 12 edges; keys shapes (N,2), edges, pts3d_i/pts3d_j (Σ h·w, 3)
 and conf_i/conf_j (Σ h·w) raveled per edge and concatenated in edge order, gt_cam_to_world, gt_focals,
 mst_* and mst_grad_* as above (im_depthmaps padded to (N, max area)), mst_loss, losses (100,) cosine,
-final_cam_to_world, final_focals, final_depth (Σ h·w over images).
+final_cam_to_world, final_focals, final_depth (Σ h·w over images); pair_edges (2,), pair_cam_to_world, pair_focals,
+pair_depth, pair_pts3d: PairViewer on images 0 and 1 (two sizes).
 """
 import os
 
@@ -171,6 +172,17 @@ def mixed_sizes_fixture(out_dir):
     out['final_cam_to_world'] = _f32(scene.get_im_poses().numpy())
     out['final_focals'] = _f32(scene.get_focals().numpy().reshape(-1))
     out['final_depth'] = _ravel_cat([d.numpy() for d in scene.get_depthmaps()])
+  pair = [int(np.flatnonzero((edges == ij).all(1))[0]) for ij in ((1, 0), (0, 1))]  # images 0 (24×32), 1 (32×24)
+  out['pair_edges'] = np.asarray(pair, np.int32)
+  pair_output = {k: {kk: ([vv[p] for p in pair] if isinstance(vv, list) else vv[pair]) for kk, vv in output[k].items()}
+                 for k in ('view1', 'view2', 'pred1', 'pred2')}
+  pair_output['loss'] = None
+  viewer = global_aligner(pair_output, device='cpu', mode=GlobalAlignerMode.PairViewer, verbose=False)
+  with torch.no_grad():
+    out['pair_cam_to_world'] = _f32(viewer.get_im_poses().numpy())
+    out['pair_focals'] = _f32(viewer.get_focals().numpy().reshape(-1))
+    out['pair_depth'] = _ravel_cat([d.numpy() for d in viewer.get_depthmaps()])
+    out['pair_pts3d'] = _ravel_cat([p.numpy() for p in viewer.get_pts3d()], 3)
   path = Path(out_dir) / 'align_mixed.npz'
   np.savez(path, **out)
   print(f'wrote {path} ({path.stat().st_size / 1e6:.2f} MB); init loss {out["mst_loss"]:.6f} '
