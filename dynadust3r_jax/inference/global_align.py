@@ -17,7 +17,8 @@ weights: 1 each) plus the pixel grid 2·N·A; the parameters N·A; the loss-and-
 ≈ (15·N + 29·edge_chunk)·A and the whole jitted optimiser's (Adam moments, the loop's carries included)
 ≈ (19·N + 34·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk of edge_chunk
 edges is recomputed in the backward (jax.checkpoint) and only the (N,A,3) world points and their cotangent
-persist. In all ≈ 4·A·(8·E + 23·N + 34·edge_chunk) bytes on the device. The reference materialises several
+persist. In all, with the returned parameters, ≤ 4·A·(8·E + 24·N + 34·edge_chunk) bytes on the device
+(`memory_bytes`). The reference materialises several
 (E,A,3) tensors instead (dust3r issue #1).
 """
 from dataclasses import dataclass, field
@@ -77,6 +78,11 @@ class Scene:
 
   def get_masks(self):
     return self.masks
+
+
+def memory_bytes(n_imgs: int, n_edges: int, area: int, edge_chunk: int = 16) -> int:
+  """Device bytes of `global_align` (the module docstring's measured bound): 4·A·(8·E + 24·N + 34·edge_chunk)."""
+  return 4 * area * (8 * n_edges + 24 * n_imgs + 34 * edge_chunk)
 
 
 def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
