@@ -21,7 +21,8 @@ suite with one line. A later benchmark registers itself by adding one `Part` to 
 the 8 files that come back: one .jsonl per part plus summary.md).
 
 Budget plan for one H200 (GPU seconds, compiles included; the whole run under 8 minutes):
-  ceilings 20, correctness 55, forward 150, attention 45, train_step 135, data 40 = 445 s + the install (~5 s).
+  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 40, data 40 = 472 s + the install
+  (~5 s).
   Each part's lines give its compile times (compile_s): the numbers to re-plan the budgets with.
 """
 import dataclasses
@@ -101,11 +102,17 @@ def _has(module: str) -> bool:
   return importlib.util.find_spec(module) is not None
 
 
+def _torch_python(ctx, bench):
+  """This interpreter when it has torch + mini-dust3r (the PyTorch reference), else None and a skipped line."""
+  if _has('torch') and _has('mini_dust3r'):
+    return sys.executable
+  ctx.emit(dict(bench=bench, impl='torch', skipped='no torch' if not _has('torch') else 'no mini-dust3r'))
+  return None
+
+
 def forward_part(ctx):
   from benchmarks import forward  # noqa: PLC0415
-  torch_python = sys.executable if _has('torch') and _has('mini_dust3r') else None
-  if torch_python is None:
-    ctx.emit(dict(bench='forward', impl='torch', skipped='no torch' if not _has('torch') else 'no mini-dust3r'))
+  torch_python = _torch_python(ctx, 'forward')
   impls = ['xla', 'cudnn', 'pallas']
   if ctx.dry_run:
     forward.run(batch_sizes=(1,), dtypes=['float32'], impls=impls, height=32, width=48, iters=1, model=TINY_DUST3R,
@@ -139,6 +146,17 @@ def train_step_part(ctx):
   else:
     train_step.run(TRAIN_CONFIGS, baselines=TRAIN_BASELINES, size=512, iters=3, peak_tflops=ctx.peak_tflops,
                    budget=ctx.budget, emit=ctx.emit)
+
+
+def align_part(ctx):
+  from benchmarks import align  # noqa: PLC0415
+  torch_python = _torch_python(ctx, 'align')
+  if ctx.dry_run:
+    align.run(sizes=(4,), height=24, width=32, niter=5, scene_graph='swin-1', complete_up_to=4,
+              torch_python=torch_python, budget=ctx.budget, emit=ctx.emit)
+  else:  # the issue's target first (50 images swin-5); 20 images only if the budget has room left
+    align.run(sizes=(50, 8, 20), height=384, width=512, niter=300, torch_python=torch_python, torch_loop_s=5,
+              budget=ctx.budget, emit=ctx.emit)
 
 
 def data_part(ctx):
@@ -232,6 +250,25 @@ def train_step_table(rows):
                  'vs baseline', 'compile s', 'peak'], cells)
 
 
+def align_table(rows):
+  cells = []
+  for r in rows:
+    what = [r.get('n_images', ''), r.get('graph', ''), r.get('n_edges', '')]
+    if 'skipped' in r:
+      cells.append(what + _skip(r, 11))
+      continue
+    torch_ms = r.get('torch_loop_ms_per_iter')
+    cells.append(what + [r['jax_init_s'], r['jax_compile_s'], r['jax_loop_ms_per_iter'], r['jax_align_s'],
+                         r.get('torch_init_s'), f'{torch_ms}*' if r.get('torch_extrapolated') else torch_ms,
+                         r.get('speedup_loop'), r.get('speedup_total'), r.get('loss_rel_diff'),
+                         round(r['jax_peak_bytes'] / 2**20), r.get('torch_peak_bytes') and
+                         round(r['torch_peak_bytes'] / 2**20)])
+  return _table(['images', 'graph', 'edges', 'jax init s', 'compile s', 'jax ms/iter', 'jax init+loop s',
+                 'torch init s', 'torch ms/iter', 'loop speedup', 'total speedup', 'loss rel diff',
+                 'jax MiB (XLA)', 'torch MiB'], cells) + \
+      ['', '*: the PyTorch loop stopped early; its time per step is extrapolated (losses compared at its last step)']
+
+
 def data_table(rows):
   cells = []
   for r in rows:
@@ -249,10 +286,12 @@ def data_table(rows):
 PARTS = [
     Part('ceilings', 20, ceilings_part, ceilings_table, {'ceilings': ('bf16_matmul_tflops', 'copy_gbs')}),
     Part('correctness', 55, correctness_part, correctness_table, {'correctness': ('max_rel_err', 'threshold')}),
-    Part('forward', 150, forward_part, forward_table, {'forward': ('ms_per_batch', 'pairs_per_s', 'tflops')}),
-    Part('attention', 45, attention_part, attention_table, {'rope_attention': ('ms', 'tflops')}),
-    Part('train_step', 135, train_step_part, train_step_table,
+    Part('forward', 145, forward_part, forward_table, {'forward': ('ms_per_batch', 'pairs_per_s', 'tflops')}),
+    Part('attention', 42, attention_part, attention_table, {'rope_attention': ('ms', 'tflops')}),
+    Part('train_step', 130, train_step_part, train_step_table,
          {'train_step': ('ms_per_step', 'pairs_per_s', 'tflops', 'compile_s')}),
+    Part('align', 40, align_part, align_table,
+         {'align': ('jax_init_s', 'jax_compile_s', 'jax_loop_ms_per_iter', 'jax_final_loss', 'jax_peak_bytes')}),
     Part('data', 40, data_part, data_table, {'data_sample': ('samples_per_s',), 'data_iterator': ('samples_per_s',)},
          env={'JAX_PLATFORMS': 'cpu'}),   # CPU only: its 16 worker processes must not open the GPU
 ]

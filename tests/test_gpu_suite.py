@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from benchmarks import gpu_suite
 
@@ -46,6 +47,9 @@ def test_dry_run(tmp_path):
       for row in measured:
         assert set(keys) <= set(row), (part.name, row)
   assert 'skipped: no torch' in summary or '| torch | float32 |' in summary
+  align = [r for r in map(json.loads, (out / 'align.jsonl').read_text().splitlines()) if 'skipped' not in r]
+  assert [(r['n_images'], r['graph'], r['niter']) for r in align] == [(4, 'swin-1', 5), (4, 'complete', 5)]
+  assert all(r['jax_final_loss'] > 0 and r['jax_loop_ms_per_iter'] > 0 for r in align)
   assert all(r['ok'] for r in map(json.loads, (out / 'correctness.jsonl').read_text().splitlines()) if 'ok' in r)
   assert sorted(os.listdir(out)) == sorted([f'{p.name}.jsonl' for p in gpu_suite.PARTS] + ['summary.md'])
   assert len(os.listdir(out)) <= 8   # what the device machine sends back
@@ -112,3 +116,21 @@ def test_forward_with_a_torch_reference(tmp_path):
   assert parity['bench'] == 'forward_parity'
   assert set(parity['max_rel_err']) == set(forward.OUTPUTS)
   assert all(math.isfinite(v) for v in parity['max_rel_err'].values())
+
+
+TORCH_PYTHON = os.environ.get('TORCH_PYTHON', '/work/venv/ref/bin/python')  # torch + mini-dust3r (tools/)
+
+
+@pytest.mark.skipif(not os.path.exists(TORCH_PYTHON), reason=f'no PyTorch reference interpreter at {TORCH_PYTHON}')
+def test_align_against_the_torch_reference():
+  """benchmarks.align with the real reference (mini-dust3r) on a tiny problem: both sides get the same inputs and
+  reach the same losses; the ratios and the extrapolation mark are filled in."""
+  from benchmarks import align  # noqa: PLC0415
+  rows = []
+  align.run(sizes=(4,), height=24, width=32, niter=8, scene_graph='swin-1', complete_up_to=0,
+            torch_python=TORCH_PYTHON, emit=rows.append)
+  (row,) = rows
+  assert row['torch_steps'] == 8 and not row['torch_extrapolated']
+  assert row['loss_rel_diff'] < 1e-3, row
+  assert row['torch_final_loss'] == row['torch_loss_at_step']
+  assert row['speedup_loop'] > 0 and row['peak_ratio'] > 0
