@@ -1,0 +1,97 @@
+"""Camera files: cameras.json, nerfstudio's transforms.json, TUM poses, MonST3R's intrinsics.txt.
+
+Conventions are in common.py (OpenCV axes; original-size K with pixel centres at +0.5).
+"""
+import json
+import os
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from dynadust3r_jax.inference.export.common import (OPENCV_TO_OPENGL, image_names, original_intrinsics,
+                                                    original_size, read_scene, scene_attr)
+
+
+def _makedirs_for(path):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+def write_cameras_json(scene, views, path):
+  """{image name: {index, cam_to_world, world_to_cam, K, width, height, K_processed, processed_width,
+  processed_height}}.
+
+  cam_to_world / world_to_cam: (4,4) OpenCV axes (x right, y down, z forward). K (3,3): at the original
+  image size (width × height), COLMAP's convention (pixel centre at +0.5). K_processed: the scene's K at the
+  network's size (processed_width × processed_height), DUSt3R's pixel-index convention (centre at +0),
+  the one that goes with the depth maps and pointmaps of frames/.
+  """
+  s = read_scene(scene, views)
+  out = {}
+  for i, (name, view) in enumerate(zip(image_names(views), views)):
+    w0, h0 = original_size(view)
+    h, w = s['depth'][i].shape
+    out[name] = {'index': i,
+                 'cam_to_world': s['cam_to_world'][i].tolist(),
+                 'world_to_cam': s['world_to_cam'][i].tolist(),
+                 'K': original_intrinsics(s['K'][i], view).tolist(),
+                 'width': w0, 'height': h0,
+                 'K_processed': s['K'][i].tolist(), 'processed_width': w, 'processed_height': h}
+  _makedirs_for(path)
+  with open(path, 'w') as f:
+    json.dump(out, f, indent=1)
+  return path
+
+
+def write_transforms_json(scene, views, path, image_dir='images', ply_file_path=None):
+  """nerfstudio's transforms.json: per frame file_path (image_dir/name), transform_matrix (4,4) cam-to-world
+  in OpenGL camera axes (x right, y up, z backward) = cam_to_world @ diag(1,-1,-1,1), and PINHOLE intrinsics
+  fl_x, fl_y, cx, cy, w, h at the original size (nerfstudio's pixel centres are at +0.5, as COLMAP's).
+  The world frame is the scene's (no axis swap). ply_file_path: optional initial points (splatfacto)."""
+  s = read_scene(scene, views)
+  frames = []
+  for i, (name, view) in enumerate(zip(image_names(views), views)):
+    K0 = original_intrinsics(s['K'][i], view)
+    w0, h0 = original_size(view)
+    frames.append({'file_path': f'{image_dir}/{name}' if image_dir else name,
+                   'transform_matrix': (s['cam_to_world'][i] @ OPENCV_TO_OPENGL).tolist(),
+                   'fl_x': K0[0, 0], 'fl_y': K0[1, 1], 'cx': K0[0, 2], 'cy': K0[1, 2], 'w': w0, 'h': h0})
+  out = {'camera_model': 'PINHOLE', 'frames': frames}
+  if ply_file_path is not None:
+    out['ply_file_path'] = ply_file_path
+  _makedirs_for(path)
+  with open(path, 'w') as f:
+    json.dump(out, f, indent=1)
+  return path
+
+
+def write_tum_poses(scene, path, timestamps=None):
+  """TUM trajectory: one line per image 'timestamp tx ty tz qx qy qz qw' of cam_to_world (OpenCV axes),
+  as MonST3R's pred_traj.txt; timestamps default to the image index 0, 1, 2, …"""
+  c2w = np.asarray(scene_attr(scene, 'cam_to_world'), np.float64)
+  if timestamps is None:
+    timestamps = np.arange(len(c2w), dtype=np.float64)
+  q = Rotation.from_matrix(c2w[:, :3, :3]).as_quat()  # (N,4) x y z w
+  _makedirs_for(path)
+  with open(path, 'w') as f:
+    for ts, T, qi in zip(timestamps, c2w, q):
+      t = T[:3, 3]
+      f.write(' '.join(f'{v:.10g}' for v in (ts, *t, *qi)) + '\n')
+  return path
+
+
+def read_tum_poses(path):
+  """→ (timestamps (N,), cam_to_world (N,4,4)) from a TUM file written by write_tum_poses."""
+  data = np.loadtxt(path, ndmin=2)
+  T = np.tile(np.eye(4), (len(data), 1, 1))
+  T[:, :3, :3] = Rotation.from_quat(data[:, 4:8]).as_matrix()
+  T[:, :3, 3] = data[:, 1:4]
+  return data[:, 0], T
+
+
+def write_intrinsics_txt(scene, path):
+  """MonST3R's pred_intrinsics.txt layout: one line per image, the 9 entries of the scene's K row-major, at the
+  processed size (DUSt3R's pixel-index convention), matching the depth maps in frames/."""
+  K = np.asarray(scene_attr(scene, 'intrinsics'), np.float64).reshape(-1, 9)
+  _makedirs_for(path)
+  np.savetxt(path, K, fmt='%.10g')
+  return path
