@@ -2,12 +2,14 @@
 
   python main.py --config=configs/stereo4d.py:demo --workdir=runs/demo
   python main.py --config=configs/stereo4d.py --workdir=runs/x --config.data.root=/data/stereo4d
+  python main.py --config=configs/reconstruct.py --config.checkpoint=DIR --config.inputs=PATH --workdir=out
 
 `--config` is an ml_collections config file (with an optional `:variant`), any field overridable as
 `--config.a.b=value`; `config.mode` picks the job. The same command in the same workdir resumes.
 The console shows progress bars, the job's summary lines and warnings; the full log (third-party INFO
 lines included) is appended to WORKDIR/<mode>.log, and `--verbose` prints it all on the console too.
 """
+import importlib
 import os
 import re
 import sys
@@ -23,6 +25,9 @@ flags.DEFINE_bool('verbose', False, 'Print every log line on the console (third-
                   'only the summary lines and warnings; the full log is in WORKDIR/<mode>.log either way.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
+# config.mode → the job function (imported when chosen): job(config, workdir)
+JOBS = {'train': 'dynadust3r_jax.train.trainer.train',
+        'reconstruct': 'dynadust3r_jax.inference.reconstruct.reconstruct'}
 
 
 def main(argv):
@@ -32,15 +37,15 @@ def main(argv):
   log_file = os.path.join(FLAGS.workdir, f'{config.mode}.log')
   console.setup(log_file, verbose=FLAGS.verbose)
   logging.info('main.py %s: workdir %s (full log: %s)', config.mode, FLAGS.workdir, log_file)
-  if config.mode == 'train':
-    from dynadust3r_jax.train.trainer import train  # pylint: disable=import-outside-toplevel
-    try:
-      train(config, FLAGS.workdir)
-    except (ValueError, FileNotFoundError) as e:  # user errors: config values, paths
-      logging.error('%s', e, extra=console.FILE_ONLY)  # the console gets it once, as the exit line
-      raise SystemExit(f'main.py: {e}') from None
-  else:
-    raise SystemExit(f"main.py: config.mode={config.mode!r} is not a job; choose 'train'")
+  if config.mode not in JOBS:
+    raise SystemExit(f'main.py: config.mode={config.mode!r} is not a job; choose one of {sorted(JOBS)}')
+  module, name = JOBS[config.mode].rsplit('.', 1)
+  job = getattr(importlib.import_module(module), name)
+  try:
+    job(config, FLAGS.workdir)
+  except (ValueError, FileNotFoundError) as e:  # user errors: config values, paths
+    logging.error('%s', e, extra=console.FILE_ONLY)  # the console gets it once, as the exit line
+    raise SystemExit(f'main.py: {e}') from None
 
 
 def parse_flags_or_exit(argv):

@@ -5,9 +5,6 @@ ray casting, so the points of one image land on the same surface in the others (
 Processed sizes 24×32, 24×32 and 32×24 (per-image lists) come from originals of other sizes with crops.
 """
 import json
-import struct
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -20,6 +17,7 @@ from dynadust3r_jax.inference.export import (FORMATS, OPENCV_TO_OPENGL, build_gl
                                              original_intrinsics, processed_to_original_pixels,
                                              read_tum_poses, write_cameras_json, write_colmap, write_glb,
                                              write_ply, write_transforms_json, write_tum_poses)
+from tests.colmap_readers import pycolmap_read, read_colmap_classic
 
 # (orig_shape (H0,W0), resized_shape (H1,W1), crop_offset (top,left), processed (H,W))
 VIEWS = [((50, 70), (27, 38), (1, 3), (24, 32)),
@@ -100,60 +98,6 @@ def test_cameras_json(data, tmp_path):
   assert c['K'][0][2] == pytest.approx(66.) and c['K'][1][2] == pytest.approx(4 * 12.5)
 
 
-def _read_colmap_classic(d):
-  """Minimal reader of COLMAP's classic binary layout (the one gsplat/nerfstudio parsers read):
-  → ({camera_id: (model_id, w, h, params)}, {image_id: (qvec wxyz, tvec, camera_id, name, xys, ids)})."""
-  cams, imgs = {}, {}
-  with open(d / 'cameras.bin', 'rb') as f:
-    for _ in range(struct.unpack('<Q', f.read(8))[0]):
-      cid, model, w, h = struct.unpack('<iiQQ', f.read(24))
-      assert model == 1  # PINHOLE: fx fy cx cy
-      cams[cid] = (model, w, h, np.array(struct.unpack('<4d', f.read(32))))
-  with open(d / 'images.bin', 'rb') as f:
-    for _ in range(struct.unpack('<Q', f.read(8))[0]):
-      iid, *qt, cid = struct.unpack('<i7di', f.read(64))
-      name = b''
-      while (ch := f.read(1)) != b'\x00':
-        name += ch
-      n = struct.unpack('<Q', f.read(8))[0]
-      rec = np.frombuffer(f.read(24 * n), dtype=[('x', '<f8'), ('y', '<f8'), ('id', '<i8')])
-      imgs[iid] = (np.array(qt[:4]), np.array(qt[4:]), cid, name.decode(), np.stack([rec['x'], rec['y']], -1),
-                   rec['id'])
-  return cams, imgs
-
-
-# pycolmap runs in a subprocess: its wheels export zlib symbols that break zlib users loaded after it
-# (PIL's PNG encoder, cv2) in the same process (see export/colmap.py).
-_PYCOLMAP_DUMP = """
-import json, sys
-import pycolmap
-rec = pycolmap.Reconstruction(sys.argv[1])
-out = {'mean_error': rec.compute_mean_reprojection_error(), 'cameras': {}, 'images': {}, 'points3D': {}}
-for cid, c in rec.cameras.items():
-  out['cameras'][cid] = {'model': c.model_name, 'width': c.width, 'height': c.height,
-                         'K': c.calibration_matrix().tolist()}
-for iid, im in rec.images.items():
-  pts2d = [[*p.xy.tolist(), p.point3D_id if p.has_point3D() else -1] for p in im.points2D]
-  out['images'][iid] = {'name': im.name, 'camera_id': im.camera_id, 'center': im.projection_center().tolist(),
-                        'cam_from_world': im.cam_from_world().matrix().tolist(), 'points2D': pts2d}
-for pid, p in rec.points3D.items():
-  out['points3D'][pid] = {'xyz': p.xyz.tolist(), 'color': p.color.tolist(), 'error': p.error,
-                          'track': [[e.image_id, e.point2D_idx] for e in p.track.elements]}
-json.dump(out, sys.stdout)
-"""
-
-
-def _pycolmap_read(d):
-  """The COLMAP model in d as read by pycolmap (in a subprocess) → dict with int keys."""
-  res = subprocess.run([sys.executable, '-c', _PYCOLMAP_DUMP, str(d)], capture_output=True, text=True,
-                       timeout=120, check=False)
-  assert res.returncode == 0, res.stderr[-2000:]
-  out = json.loads(res.stdout)
-  for k in ('cameras', 'images', 'points3D'):
-    out[k] = {int(i): v for i, v in out[k].items()}
-  return out
-
-
 def test_colmap_model(data, tmp_path):
   """pycolmap reads the model back: PINHOLE cameras at the original sizes, names, centres = cameras.json's,
   every observation within 0.5 px (in fact ~1e-4) of its point's projection with the original-size K;
@@ -163,7 +107,7 @@ def test_colmap_model(data, tmp_path):
   cams = json.loads(open(write_cameras_json(scene, views, tmp_path / 'cameras.json')).read())
   n_masked = sum(int(m.sum()) for m in scene.masks)
   write_colmap(scene, views, tmp_path / 'colmap', max_points=500)
-  rec = _pycolmap_read(tmp_path / 'colmap')
+  rec = pycolmap_read(tmp_path / 'colmap')
   assert len(rec['cameras']) == len(rec['images']) == 3 and len(rec['points3D']) == 500 < n_masked
   by_name = {im['name']: im for im in rec['images'].values()}
   assert sorted(by_name) == sorted(cams)
@@ -200,7 +144,7 @@ def test_colmap_model(data, tmp_path):
   r, c = np.unravel_index(np.argmin(dist), dist.shape)
   assert p['color'] == list(np.round(scene.imgs[k][r, c] * 255).astype(int))
   # classic layout, readable without pycolmap
-  ccams, cimgs = _read_colmap_classic(tmp_path / 'colmap')
+  ccams, cimgs = read_colmap_classic(tmp_path / 'colmap')
   for iid, (q, t, cid, name, xys, ids) in cimgs.items():
     T = np.array(cams[name]['world_to_cam'])
     np.testing.assert_allclose(Rotation.from_quat(q[[1, 2, 3, 0]]).as_matrix(), T[:3, :3], atol=1e-9)
@@ -218,7 +162,7 @@ def test_colmap_single_view_tracks(data, tmp_path):
   when max_points is None."""
   scene, views = data
   write_colmap(scene, views, tmp_path / 'c', max_points=None, multiview_tracks=False)
-  _, imgs = _read_colmap_classic(tmp_path / 'c')
+  _, imgs = read_colmap_classic(tmp_path / 'c')
   n = sum(int(m.sum()) for m in scene.masks)
   ids = np.concatenate([im[5] for im in imgs.values()])
   np.testing.assert_array_equal(np.sort(ids), np.arange(1, n + 1))  # every point once

@@ -104,7 +104,7 @@ def test_video_frames(tmp_path):
   path = str(tmp_path / 'clip.mp4')
   write_mp4(path, frames)
   imgs = load_images(path, size=224, frame_stride=2, max_frames=3)
-  assert [d['name'] for d in imgs] == ['clip_000000', 'clip_000002', 'clip_000004']
+  assert [d['name'] for d in imgs] == ['clip_000000.png', 'clip_000002.png', 'clip_000004.png']
   assert [d['idx'] for d in imgs] == [0, 1, 2] and all(d['orig_shape'] == (48, 80) for d in imgs)
   means = [float(d['img'].mean()) for d in imgs]
   assert means[0] < means[1] < means[2]

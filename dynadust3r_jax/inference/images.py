@@ -56,14 +56,23 @@ def load_images(paths_or_dir, size=512, square_ok=False, patch_size=16, frame_st
   return imgs
 
 
+def save_originals(paths_or_dir, directory, frame_stride=1, max_frames=None):
+  """Write the images load_images reads, at their original size (EXIF-transposed RGB, video frames as PNG),
+  as directory/<name>: what the exports' image paths (transforms.json's images/<name>) point at."""
+  os.makedirs(directory, exist_ok=True)
+  for name, open_image in _list_sources(paths_or_dir, frame_stride, max_frames):
+    open_image().save(os.path.join(directory, name), quality=95)
+
+
 def to_original_matrix(view):
   """(3,3) float64 A mapping processed pixel coordinates to original ones: [x0, y0, 1] = A @ [x, y, 1].
 
   Coordinates are continuous with pixel edges at integers (pixel (c, r) covers [c, c+1)×[r, r+1), its centre
-  at (c+0.5, r+0.5)); this is the convention of PIL's resize and of DUSt3R's principal point (W/2, H/2).
+  at (c+0.5, r+0.5)); this is the convention of PIL's resize (and COLMAP's).
     x0 = (x + left)·W0/W1,   y0 = (y + top)·H0/H1
   with (H0, W0) = orig_shape, (H1, W1) = resized_shape, (top, left) = crop_offset. The two scales can
-  differ slightly (the resized dims are rounded). Intrinsics at the original size: K0 = A @ K.
+  differ slightly (the resized dims are rounded). DUSt3R's K puts pixel (c, r) at (c, r) (OpenCV's
+  convention), so the original-size K is A @ [[1,0,.5],[0,1,.5],[0,0,1]] @ K: `export.original_intrinsics`.
   """
   (h0, w0), (h1, w1), (top, left) = view['orig_shape'], view['resized_shape'], view['crop_offset']
   sx, sy = w0 / w1, h0 / h1
@@ -182,5 +191,5 @@ def _video_sources(path, frame_stride, max_frames):
         return PIL.Image.fromarray(video[i]).convert('RGB')  # (H,W,3) uint8
       except BadClip as e:
         raise ValueError(str(e)) from None
-    return f'{stem}_{i:06d}', open_image
+    return f'{stem}_{i:06d}.png', open_image
   return [frame_source(i) for i in indices]

@@ -1,0 +1,57 @@
+"""Reconstruction: images or a video → cameras, depth, points (DUSt3R's demo pipeline, spec dust3r.md §1.2, §3).
+
+  python main.py --config=configs/reconstruct.py --config.checkpoint=ckpt/dust3r_512_dpt \
+      --config.inputs=photos/ --workdir=out/photos
+  python main.py --config=configs/reconstruct.py --config.checkpoint=runs/x --config.inputs=clip.mp4 \
+      --config.frame_stride=5 --config.max_frames=40 --config.scene_graph=swin-5 --workdir=out/clip
+  python main.py --config=configs/reconstruct.py:demo --workdir=runs/reconstruct_demo  # after the training demo
+
+`checkpoint` is a converted model directory (convert_weights.py) or a training workdir (its best
+checkpoint). `inputs` is a folder of images, a glob, one image or a video file; a glob that matches videos
+takes the first. Two images are aligned by DUSt3R's PairViewer, more by the global alignment.
+"""
+import ml_collections
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.mode = 'reconstruct'
+  c.checkpoint = ''                 # converted model directory or training workdir
+  c.inputs = ''                     # folder, glob, image or video
+  c.image_size = 512                # DUSt3R's load_images size: 512 (long side) or 224 (short side, square crop)
+  c.square_ok = False               # keep square crops square (else 4:3, as DUSt3R)
+  c.frame_stride = 1                # videos: every k-th frame
+  c.max_frames = 0                  # videos: at most this many frames (0: all)
+  c.dtype = 'auto'                  # backbone compute dtype: 'auto' = bfloat16 on GPU, float32 on CPU
+  c.attention_impl = 'auto'         # 'auto' = cudnn on GPU, xla on CPU; or xla / cudnn / pallas
+  c.batch_size = 8                  # pairs per inference batch
+
+  c.scene_graph = 'complete'        # complete, swin-K[-noncyclic], logwin-K[-noncyclic], oneref-R
+  c.prefilter = ''                  # '', seqK or cycK
+
+  c.align = ml_collections.ConfigDict()
+  c.align.niter = 300
+  c.align.lr = 0.01
+  c.align.schedule = 'cosine'       # cosine or linear (DUSt3R's demo uses linear, its README cosine)
+  c.align.init = 'mst'
+  c.align.edge_chunk = 16           # edges per chunk of the loss (memory grows with it, not with the edges)
+  c.align.memory_budget_gb = 0.0    # refuse graphs whose alignment would need more; 0 = the device's memory
+
+  c.min_conf_thr = 3.0              # on the raw confidence (>= 1): points kept in the exports
+  c.clean_depth = True              # DUSt3R's clean_pointcloud (its demo default)
+  c.mask_sky = False                # DUSt3R's colour-rule sky mask → confidence 0
+  c.exports = ('cameras', 'colmap', 'glb', 'ply', 'transforms', 'tum', 'intrinsics', 'frames')
+  c.as_pointcloud = False           # GLB: points instead of a per-pixel mesh
+  c.cam_size = 0.05                 # GLB camera size
+
+  if variant == 'demo':  # the training demo's model on one of its synthetic test videos (64x64 frames)
+    c.checkpoint = 'runs/demo'
+    c.inputs = 'runs/demo/synthetic/lefteye-perspective/test/*.mp4'
+    c.image_size, c.square_ok = 64, True
+    c.frame_stride, c.max_frames = 4, 5
+    c.scene_graph = 'swin-2'
+    c.align.niter = 100
+    c.min_conf_thr = 1.5
+  elif variant:
+    raise ValueError(f'configs/reconstruct.py: unknown variant {variant!r}; choose "" or "demo"')
+  return c

@@ -1,0 +1,160 @@
+"""The reconstruct job (`main.py` with configs/reconstruct.py): images or a video → an aligned scene → exports.
+
+Stages, each with one summary line and its time in WORKDIR/summary.json: load the model; load the images
+(DUSt3R's load_images; one image is duplicated, as DUSt3R's demo does); pairs (make_pairs, symmetrized);
+batched inference; alignment (PairViewer for two images, else the global alignment); post-processing
+(clean_pointcloud, sky mask); exports (export_all). summary.json also holds the settings, the counts and
+the peak memory (the device's where it reports one, else the process's resident set).
+"""
+import glob
+import json
+import os
+import resource
+import time
+
+import jax
+import numpy as np
+from absl import logging
+
+from dynadust3r_jax.inference import postprocess
+from dynadust3r_jax.inference.export import export_all
+from dynadust3r_jax.inference.global_align import global_align, memory_bytes
+from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
+from dynadust3r_jax.inference.inference import inference
+from dynadust3r_jax.inference.pair_viewer import pair_viewer
+from dynadust3r_jax.inference.pairs import duplicate_if_single, make_pairs
+from dynadust3r_jax.pretrained import load_model
+
+SUMMARY_FILE = 'summary.json'
+
+
+class _Stages:
+  """Times the job's stages: `with stages('inference'): ...` logs and records the seconds."""
+
+  def __init__(self):
+    self.seconds = {}
+
+  def __call__(self, name):
+    self.name = name
+    return self
+
+  def __enter__(self):
+    self.start = time.perf_counter()
+
+  def __exit__(self, *exc):
+    self.seconds[self.name] = round(time.perf_counter() - self.start, 3)
+
+
+def _on_gpu() -> bool:
+  return jax.default_backend() == 'gpu'
+
+
+def _inputs(inputs: str):
+  """A glob that matches videos means its first video; anything else goes to load_images as it is."""
+  if not inputs:
+    raise ValueError('config.inputs is empty: give --config.inputs=a folder of images, a glob, an image or a video')
+  if glob.has_magic(inputs):
+    videos = sorted(p for p in glob.glob(inputs) if p.lower().endswith(VIDEO_EXTENSIONS))
+    if videos:
+      return videos[0]
+  return inputs
+
+
+def _model(config):
+  dtype = config.dtype if config.dtype != 'auto' else ('bfloat16' if _on_gpu() else 'float32')
+  attention = config.attention_impl if config.attention_impl != 'auto' else ('cudnn' if _on_gpu() else 'xla')
+  model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
+  if model.config.arch == 'CroCoNet':
+    raise ValueError(f'config.checkpoint={config.checkpoint}: a CroCo v2 (pretraining) network has no 3D head; '
+                     'give a DUSt3R or DynaDUSt3R checkpoint')
+  return model
+
+
+def _memory_budget(config) -> float:
+  if config.align.memory_budget_gb:
+    return config.align.memory_budget_gb * 2 ** 30
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'bytes_limit' in stats:
+    return stats['bytes_limit']
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def _check_memory(config, imgs, pairs):
+  area = max(int(np.prod(v['true_shape'][0])) for v in imgs)
+  need = memory_bytes(len(imgs), len(pairs), area, config.align.edge_chunk)
+  budget = _memory_budget(config)
+  if len(imgs) > 2 and need > budget:
+    raise ValueError(f'config.scene_graph={config.scene_graph!r}: {len(pairs)} pairs of {len(imgs)} images need '
+                     f'~{need / 2 ** 30:.1f} GiB for the global alignment, more than the budget of '
+                     f'{budget / 2 ** 30:.1f} GiB (config.align.memory_budget_gb); use a sparser graph '
+                     '(swin-K, logwin-K, oneref) or fewer/smaller images')
+
+
+def _peak_memory() -> dict:
+  stats = jax.devices()[0].memory_stats() or {}
+  return {'peak_device_bytes': stats.get('peak_bytes_in_use'),
+          'peak_host_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def reconstruct(config, workdir: str) -> dict:
+  """Runs the job; returns (and writes) the summary."""
+  os.makedirs(workdir, exist_ok=True)
+  stages = _Stages()
+  with stages('model'):
+    model = _model(config)
+  cfg = model.config
+  logging.info('model: %s (%s head, %s, attention %s) from %s', cfg.arch, cfg.head_type, cfg.dtype,
+               cfg.attention_impl, config.checkpoint)
+  with stages('images'):
+    source = _inputs(config.inputs)
+    imgs = load_images(source, size=config.image_size, square_ok=config.square_ok,
+                       frame_stride=config.frame_stride, max_frames=config.max_frames or None)
+    shapes = [list(s) for s in sorted({tuple(int(x) for x in v['true_shape'][0]) for v in imgs})]
+    logging.info('images: %d from %s, processed to %s (H, W)', len(imgs), source, shapes)
+    if len(imgs) == 1:
+      imgs = duplicate_if_single(imgs)
+      logging.info('one image: duplicated (monocular), as DUSt3R does')
+  with stages('pairs'):
+    pairs = make_pairs(imgs, config.scene_graph, config.prefilter or None, symmetrize=True)
+    logging.info('pairs: %d (scene_graph %s%s, symmetrized)', len(pairs), config.scene_graph,
+                 f', prefilter {config.prefilter}' if config.prefilter else '')
+    _check_memory(config, imgs, pairs)
+  with stages('inference'):
+    output = inference(pairs, model, batch_size=config.batch_size)
+  with stages('alignment'):
+    if len(imgs) == 2:
+      scene = pair_viewer(output, min_conf_thr=config.min_conf_thr)
+      logging.info('alignment: PairViewer (two images, no optimisation)')
+    else:
+      a = config.align
+      scene = global_align(output, niter=a.niter, lr=a.lr, schedule=a.schedule, init=a.init,
+                           min_conf_thr=config.min_conf_thr, edge_chunk=a.edge_chunk)
+      logging.info('alignment: %d iterations, loss %.5g -> %.5g', a.niter, scene.losses[0], scene.losses[-1])
+  with stages('postprocess'):
+    if config.clean_depth and isinstance(scene.conf, list):
+      logging.warning('clean_depth skipped: the images differ in size (clean_pointcloud takes one size for now)')
+    elif config.clean_depth:
+      scene.conf = postprocess.clean_pointcloud(scene.conf, scene.intrinsics, scene.cam_to_world, scene.depthmaps,
+                                                scene.pts3d)
+    if config.mask_sky:
+      scene.conf = [np.where(postprocess.segment_sky(im), 0.0, c) for im, c in zip(scene.imgs, scene.conf)]
+      scene.conf = scene.conf if len({c.shape for c in scene.conf}) > 1 else np.stack(scene.conf)
+    kept = float(np.mean(np.concatenate([np.ravel(m) for m in scene.masks])))
+    logging.info('points kept: %.1f%% (raw confidence > %g%s%s)', 100 * kept, config.min_conf_thr,
+                 ', cleaned' if config.clean_depth else '', ', sky masked' if config.mask_sky else '')
+  with stages('exports'):
+    written = export_all(scene, imgs, workdir, formats=tuple(config.exports), as_pointcloud=config.as_pointcloud,
+                         cam_size=config.cam_size)
+    if 'transforms' in config.exports:  # the originals transforms.json names (images/<name>)
+      save_originals(source, os.path.join(workdir, 'images'), config.frame_stride, config.max_frames or None)
+      written['images'] = os.path.join(workdir, 'images')
+    logging.info('exports: %s in %s', ', '.join(written), workdir)
+  summary = {'inputs': source, 'checkpoint': config.checkpoint, 'model': cfg.arch, 'images': len(imgs),
+             'image_shapes': shapes, 'pairs': len(pairs), 'points_kept': kept, 'seconds': stages.seconds,
+             'exports': {k: v if isinstance(v, str) else [str(x) for x in v] for k, v in written.items()},
+             'losses': [float(scene.losses[0]), float(scene.losses[-1])] if len(scene.losses) else [],
+             **_peak_memory(), 'config': config.to_dict()}
+  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+    json.dump(summary, f, indent=1, default=str)
+  logging.info('done in %.1f s: %s', sum(stages.seconds.values()), os.path.join(workdir, SUMMARY_FILE))
+  return summary
