@@ -25,6 +25,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.dtype = 'auto'                  # backbone compute dtype: 'auto' = bfloat16 on GPU, float32 on CPU
   c.attention_impl = 'auto'         # 'auto' = cudnn on GPU, xla on CPU; or xla / cudnn / pallas
   c.batch_size = 8                  # pairs per inference batch
+  c.query_times = (0.5, 1.0, 0.0)   # DynaDUSt3R: [t_mid, t_view2, t_view1] per pair (view 1 at 0, view 2 at 1)
 
   c.scene_graph = 'complete'        # complete, swin-K[-noncyclic], logwin-K[-noncyclic], oneref-R
   c.prefilter = ''                  # '', seqK or cycK
@@ -40,7 +41,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.min_conf_thr = 3.0              # on the raw confidence (>= 1): points kept in the exports
   c.clean_depth = True              # DUSt3R's clean_pointcloud (its demo default)
   c.mask_sky = False                # DUSt3R's colour-rule sky mask → confidence 0
-  c.exports = ('cameras', 'colmap', 'glb', 'ply', 'transforms', 'tum', 'intrinsics', 'frames')
+  c.exports = ('cameras', 'colmap', 'glb', 'ply', 'transforms', 'tum', 'intrinsics', 'frames',
+               'motion')            # motion: DynaDUSt3R's scene flow under motion/ (skipped for DUSt3R models)
   c.as_pointcloud = False           # GLB: points instead of a per-pixel mesh
   c.cam_size = 0.05                 # GLB camera size
 

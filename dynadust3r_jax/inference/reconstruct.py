@@ -3,8 +3,10 @@
 Stages, each with one summary line and its time in WORKDIR/summary.json: load the model; load the images
 (DUSt3R's load_images; one image is duplicated, as DUSt3R's demo does); pairs (make_pairs, symmetrized);
 batched inference; alignment (PairViewer for two images, else the global alignment); post-processing
-(clean_pointcloud, sky mask); exports (export_all). summary.json also holds the settings, the counts and
-the peak memory (the device's where it reports one, else the process's resident set).
+(clean_pointcloud, sky mask); exports (export_all). A DynaDUSt3R model also gets config.query_times per pair;
+its motion becomes world scene flow (inference/motion.py): scene.motion for frames/*.npz and, with 'motion'
+in config.exports (a default, skipped for DUSt3R models), WORKDIR/motion/. summary.json also holds the
+settings, the counts and the peak memory (the device's where it reports one, else the process's resident set).
 """
 import glob
 import json
@@ -16,7 +18,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from dynadust3r_jax.inference import postprocess
+from dynadust3r_jax.inference import motion, postprocess
 from dynadust3r_jax.inference.export import export_all
 from dynadust3r_jax.inference.global_align import global_align, memory_bytes
 from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
@@ -120,7 +122,9 @@ def reconstruct(config, workdir: str) -> dict:
                  f', prefilter {config.prefilter}' if config.prefilter else '')
     _check_memory(config, imgs, pairs)
   with stages('inference'):
-    output = inference(pairs, model, batch_size=config.batch_size)
+    dyna = cfg.arch == 'DynaDUSt3R'
+    query_times = motion.pair_query_times(len(pairs), config.query_times) if dyna else None
+    output = inference(pairs, model, batch_size=config.batch_size, query_times=query_times)
   with stages('alignment'):
     if len(imgs) == 2:
       scene = pair_viewer(output, min_conf_thr=config.min_conf_thr)
@@ -142,9 +146,14 @@ def reconstruct(config, workdir: str) -> dict:
     kept = float(np.mean(np.concatenate([np.ravel(m) for m in scene.masks])))
     logging.info('points kept: %.1f%% (raw confidence > %g%s%s)', 100 * kept, config.min_conf_thr,
                  ', cleaned' if config.clean_depth else '', ', sky masked' if config.mask_sky else '')
+    if dyna:  # world scene flow; per image the flow to the next frame (motion.py)
+      flows = motion.scene_flows(output, scene, query_times)
+      scene.motion, scene.motion_target = motion.per_image_motion(flows, len(imgs), [d.shape for d in scene.depthmaps])
   with stages('exports'):
-    written = export_all(scene, imgs, workdir, formats=tuple(config.exports), as_pointcloud=config.as_pointcloud,
-                         cam_size=config.cam_size)
+    written = export_all(scene, imgs, workdir, formats=tuple(f for f in config.exports if f != 'motion'),
+                         as_pointcloud=config.as_pointcloud, cam_size=config.cam_size)
+    if dyna and 'motion' in config.exports:  # DUSt3R models: skipped silently
+      written['motion'] = motion.write_motion(scene, flows, os.path.join(workdir, 'motion'), imgs)['index']
     if 'transforms' in config.exports:  # the originals transforms.json names (images/<name>)
       save_originals(source, os.path.join(workdir, 'images'), config.frame_stride, config.max_frames or None)
       written['images'] = os.path.join(workdir, 'images')

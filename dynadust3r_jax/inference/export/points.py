@@ -45,9 +45,11 @@ def write_frames(scene, views, outdir, prefix='frame_'):
   depth (H,W) f32, confidence (H,W) f32 (raw), mask (H,W) bool, pointmap (H,W,3) f32 world, image (H,W,3)
   uint8, cam_to_world (4,4) OpenCV axes, K (3,3) processed (pixel-index convention), K_original (3,3)
   (pixel-edge convention), name, orig_shape (H0,W0), and motion (H,W,3) f32 (world displacement per pixel,
-  DynaDUSt3R) when the scene has a `motion` attribute (N,H,W,3) or list. Returns the list of paths."""
+  DynaDUSt3R) when the scene has a `motion` attribute (N,H,W,3) or list, and motion_target () int64 (the image
+  the motion goes to, −1: none, zeros) when it has `motion_target` (N,). Returns the list of paths."""
   s = read_scene(scene, views)
   motion = scene_attr(scene, 'motion')
+  motion_target = scene_attr(scene, 'motion_target')
   os.makedirs(outdir, exist_ok=True)
   paths = []
   for i in range(s['n']):
@@ -57,6 +59,8 @@ def write_frames(scene, views, outdir, prefix='frame_'):
       extra['motion'] = np.asarray(motion[i], np.float32)
       if extra['motion'].shape != s['pts3d'][i].shape:
         raise ValueError(f'scene.motion[{i}] has shape {extra["motion"].shape}, expected {s["pts3d"][i].shape}')
+    if motion_target is not None:
+      extra['motion_target'] = np.int64(motion_target[i])
     if view is not None:
       extra |= {'name': np.str_(view['name']), 'orig_shape': np.asarray(view['orig_shape'], np.int64),
                'K_original': original_intrinsics(s['K'][i], view)}
