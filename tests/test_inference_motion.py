@@ -144,6 +144,10 @@ def test_reconstruct_video_with_dynadust3r(dyna_checkpoint, tmp_path):
   assert sorted(p.name for p in (out / 'motion').glob('flow_frame_*.png')) == [f'flow_frame_{n:04d}.png'
                                                                                for n in range(3)]
   assert len(list((out / 'motion').glob('*.npz'))) == 12
+  for entry in index['clouds']:                                  # a PLY vertex per masked pixel of the source
+    header = (out / 'motion' / f'{entry["name"]}.ply').read_bytes().split(b'end_header')[0].decode()
+    assert f'element vertex {entry["points"]}' in header
+    assert entry['points'] == np.load(out / 'motion' / f'{entry["name"]}.npz')['mask'].sum() > 0
   for n in range(4):
     frame = np.load(out / 'frames' / f'frame_{n:04d}.npz')
     assert frame['motion_target'] == index['motion_target'][n]
