@@ -103,7 +103,7 @@ def test_chunked_gradient_memory_does_not_grow_with_edges():
   E, N, A = 40, 8, 4096
   rng = np.random.default_rng(0)
   data = {'ei': jnp.asarray(rng.integers(0, N, E), jnp.int32), 'ej': jnp.asarray(rng.integers(0, N, E), jnp.int32),
-          'pred_i': jnp.ones((E, A, 3)), 'pred_j': jnp.ones((E, A, 3)), 'w_i': jnp.ones((E, A)),
+          'pred_i': jnp.ones((E, 3, A)), 'pred_j': jnp.ones((E, 3, A)), 'w_i': jnp.ones((E, A)),
           'w_j': jnp.ones((E, A)), 'grid': jnp.ones((N, A, 2)), 'base_pp': jnp.ones((N, 2)), 'area_i': 1.0,
           'area_j': 1.0}
   params = {'pw_poses': jnp.ones((E, 8)), 'im_poses': jnp.ones((N, 7)), 'im_depthmaps': jnp.ones((N, A)),
@@ -321,7 +321,7 @@ def mixed():
 def test_mixed_image_sizes_equal_the_reference(mixed):
   m, shapes, output = mixed
   data, info = ga.prepare(output)
-  assert info['shapes'] == shapes and data['pred_i'].shape == (12, 768, 3)
+  assert info['shapes'] == shapes and data['pred_i'].shape == (12, 3, 768)
   params = init_mst(info['edges'], info['pts_i'], info['pts_j'], info['conf_i'], info['conf_j'], info['im_conf'])
   for k in TRAINED:  # measured ≤ 4.5e-6
     np.testing.assert_allclose(params[k], m[f'mst_{k}'], atol=1e-4 * np.abs(m[f'mst_{k}']).max(), err_msg=k)

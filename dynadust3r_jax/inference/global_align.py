@@ -16,7 +16,7 @@ Memory (float32 words; A = pixels per image, the largest): the inputs hold 8·E�
 weights: 1 each) plus the pixel grid 2·N·A; the parameters N·A; the loss-and-gradient's temporaries
 ≈ (15·N + 29·edge_chunk)·A and the whole jitted optimiser's (Adam moments, the loop's carries included)
 ≈ (19·N + 34·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk of edge_chunk
-edges is recomputed in the backward (jax.checkpoint) and only the (N,A,3) world points and their cotangent
+edges is recomputed in the backward (jax.checkpoint) and only the (N,3,A) world points and their cotangent
 persist. In all, with the returned parameters, ≤ 4·A·(8·E + 24·N + 34·edge_chunk) bytes on the device
 (`memory_bytes`). The reference materialises several
 (E,A,3) tensors instead (dust3r issue #1).
@@ -99,8 +99,8 @@ def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
 CONF_TRANSFORMS = {'log': np.log, 'sqrt': np.sqrt, 'm1': lambda c: c - 1, 'id': lambda c: c, 'none': lambda c: c}
 
 
-def _safe_norm(x):
-  sq = jnp.sum(jnp.square(x), axis=-1)
+def _safe_norm(x, axis=-1):
+  sq = jnp.sum(jnp.square(x), axis=axis)
   return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
 
 
@@ -115,24 +115,27 @@ def pairwise_poses(pw_poses, base_scale=0.5, norm_pw_scale=True):
 
 
 def world_points(params, grid, base_pp):
-  """(N,A,3) world points of every image: depth·((u,v) − pp)/f, depth, moved by the image pose."""
-  depth = jnp.exp(params['im_depthmaps'])[..., None]
-  focal = jnp.exp(params['im_focals'] / FOCAL_BREAK)[:, None, :]
-  pp = (base_pp + 10.0 * params['im_pp'])[:, None, :]
-  cam = jnp.concatenate([depth * (grid - pp) / focal, depth], axis=-1)
+  """(N,3,A) world points of every image (coordinates first, as the loss wants them): depth·((u,v) − pp)/f,
+  depth, moved by the image pose."""
+  depth = jnp.exp(params['im_depthmaps'])                                   # (N,A)
+  focal = jnp.exp(params['im_focals'] / FOCAL_BREAK)                        # (N,1)
+  pp = base_pp + 10.0 * params['im_pp']                                     # (N,2)
+  cam = jnp.stack([depth * (grid[..., 0] - pp[:, :1]) / focal, depth * (grid[..., 1] - pp[:, 1:]) / focal, depth],
+                  axis=1)                                                   # (N,3,A)
   P = geo.pose_to_matrix(params['im_poses'])
-  return jnp.einsum('nij,naj->nai', P[:, :3, :3], cam) + P[:, None, :3, 3]
+  return jnp.einsum('nij,nja->nia', P[:, :3, :3], cam) + P[:, :3, 3, None]
 
 
 def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5, dist='l1'):
-  """Scalar loss (dist 'l1': ‖·‖, the default; 'l2': ‖·‖²). data: ei, ej (E,) int32; pred_i, pred_j (E,A,3);
+  """Scalar loss (dist 'l1': ‖·‖, the default; 'l2': ‖·‖²). data: ei, ej (E,) int32; pred_i, pred_j (E,3,A)
+  (coordinates before pixels: the elementwise work then runs along the long pixel axis, 2.5x faster on a CPU);
   w_i, w_j (E,A) (0 on padding); grid (N,A,2);
   base_pp (N,2); area_i, area_j (). Edges are processed edge_chunk at a time under jax.checkpoint."""
   if dist not in ('l1', 'l2'):
     raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
   E = data['ei'].shape[0]
   P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale)
-  X = world_points(params, data['grid'], data['base_pp'])
+  X = world_points(params, data['grid'], data['base_pp'])                  # (N,3,A)
   chunk = min(edge_chunk, E)
   n_chunks = -(-E // chunk)
   edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j')}
@@ -144,10 +147,10 @@ def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0
     start = jnp.minimum(c * chunk, E - chunk)
     d = {k: jax.lax.dynamic_slice_in_dim(v, start, chunk) for k, v in edge_data.items()}
     fresh = (start + jnp.arange(chunk) >= c * chunk)[:, None]
-    R, t = d['P'][:, None, :3, :3], d['P'][:, None, :3, 3]
-    distance = _safe_norm if dist == 'l1' else (lambda x: jnp.sum(jnp.square(x), axis=-1))
-    di = distance(X[d['ei']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_i']) + t))
-    dj = distance(X[d['ej']] - (jnp.einsum('eaij,eaj->eai', R, d['pred_j']) + t))
+    R, t = d['P'][:, :3, :3], d['P'][:, :3, 3, None]
+    distance = partial(_safe_norm, axis=1) if dist == 'l1' else (lambda x: jnp.sum(jnp.square(x), axis=1))
+    di = distance(X[d['ei']] - (jnp.einsum('eij,eja->eia', R, d['pred_i']) + t))   # (chunk, A)
+    dj = distance(X[d['ej']] - (jnp.einsum('eij,eja->eia', R, d['pred_j']) + t))
     return jnp.stack([jnp.sum(jnp.where(fresh, d['w_i'] * di, 0.0)), jnp.sum(jnp.where(fresh, d['w_j'] * dj, 0.0))])
 
   def body(acc, c):
@@ -248,7 +251,8 @@ def prepare(output, min_conf_thr=3.0, conf='log'):
     im_conf[ei[e]] = np.maximum(im_conf[ei[e]], conf_i[e])
     im_conf[ej[e]] = np.maximum(im_conf[ej[e]], conf_j[e])
   stack = lambda xs: np.stack([_pad(x, A) for x in xs])  # noqa: E731
-  data = {'ei': ei, 'ej': ej, 'pred_i': stack(pred_i), 'pred_j': stack(pred_j),
+  data = {'ei': ei, 'ej': ej, 'pred_i': stack(pred_i).transpose(0, 2, 1).copy(),
+          'pred_j': stack(pred_j).transpose(0, 2, 1).copy(),
           'w_i': stack([CONF_TRANSFORMS[conf](c) for c in conf_i]),
           'w_j': stack([CONF_TRANSFORMS[conf](c) for c in conf_j]),
           'grid': stack([geo.pixel_grid(h, w) for h, w in shapes]),
@@ -367,7 +371,7 @@ def make_scene(params, data, info, min_conf_thr, output=None, losses=None):
   K[:, :2, 2] = pp
   K[:, 2, 2] = 1
   depth = np.asarray(jnp.exp(params['im_depthmaps']))
-  pts3d = np.asarray(world_points(params, jnp.asarray(data['grid']), jnp.asarray(data['base_pp'])))
+  pts3d = np.asarray(world_points(params, jnp.asarray(data['grid']), jnp.asarray(data['base_pp']))).swapaxes(1, 2)
   unpad = lambda x, n: x[n, :shapes[n][0] * shapes[n][1]].reshape(shapes[n] + x.shape[2:])  # noqa: E731
   imgs = None
   if output is not None and 'img' in output['view1'] and 'img' in output['view2']:
