@@ -30,6 +30,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.scene_graph = 'complete'        # complete, swin-K[-noncyclic], logwin-K[-noncyclic], oneref-R
   c.prefilter = ''                  # '', seqK or cycK
 
+  c.known_cameras = ''              # a cameras.json-format file: known K (original size) / cam_to_world per image
   c.align = ml_collections.ConfigDict()
   c.align.niter = 300
   c.align.lr = 0.01

@@ -100,3 +100,24 @@ def test_croco_checkpoint_is_one_line(tmp_path):
   assert out.stderr.strip().splitlines()[-1] == (f'main.py: config.checkpoint={tmp_path}/croco: a CroCo v2 '
                                                  '(pretraining) network has no 3D head; give a DUSt3R or '
                                                  'DynaDUSt3R checkpoint')
+
+
+def test_known_cameras_are_kept(checkpoint, tmp_path):
+  """Known intrinsics (original size) and poses from a cameras.json-format file stay as given."""
+  inputs = f'{IMAGES}/[abc]_*'
+  reconstruct(_config(checkpoint, inputs, exports=('cameras',)), str(tmp_path / 'first'))
+  first = json.loads((tmp_path / 'first' / 'cameras.json').read_text())
+  known = {name: {'K': (np.asarray(c['K']) * [[1.1], [1.1], [1]]).tolist()} for name, c in first.items()}
+  known['a_landscape.png']['cam_to_world'] = first['a_landscape.png']['cam_to_world']
+  known['b_portrait.jpg']['cam_to_world'] = first['b_portrait.jpg']['cam_to_world']
+  (tmp_path / 'known.json').write_text(json.dumps(known))
+  reconstruct(_config(checkpoint, inputs, exports=('cameras',), known_cameras=str(tmp_path / 'known.json')),
+              str(tmp_path / 'second'))
+  second = json.loads((tmp_path / 'second' / 'cameras.json').read_text())
+  for name, entry in known.items():
+    np.testing.assert_allclose(second[name]['K'], entry['K'], rtol=1e-4)     # focal 10% longer, as given
+    if 'cam_to_world' in entry:
+      np.testing.assert_allclose(second[name]['cam_to_world'], entry['cam_to_world'], atol=1e-4)
+  with pytest.raises(ValueError, match="unknown names \\['nope.png'\\]"):
+    (tmp_path / 'bad.json').write_text(json.dumps({'nope.png': {}}))
+    reconstruct(_config(checkpoint, inputs, known_cameras=str(tmp_path / 'bad.json')), str(tmp_path / 'third'))

@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 
 from dynadust3r_jax.inference import motion, postprocess
-from dynadust3r_jax.inference.export import export_all
+from dynadust3r_jax.inference.export import export_all, read_known_cameras
 from dynadust3r_jax.inference.global_align import global_align, memory_bytes
 from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
 from dynadust3r_jax.inference.inference import inference
@@ -126,14 +126,18 @@ def reconstruct(config, workdir: str) -> dict:
     query_times = motion.pair_query_times(len(pairs), config.query_times) if dyna else None
     output = inference(pairs, model, batch_size=config.batch_size, query_times=query_times)
   with stages('alignment'):
-    if len(imgs) == 2:
+    known_intrinsics, known_poses = read_known_cameras(config.known_cameras, imgs) if config.known_cameras else ({}, {})
+    if len(imgs) == 2 and not (known_intrinsics or known_poses):
       scene = pair_viewer(output, min_conf_thr=config.min_conf_thr)
       logging.info('alignment: PairViewer (two images, no optimisation)')
     else:
       a = config.align
       scene = global_align(output, niter=a.niter, lr=a.lr, schedule=a.schedule, init=a.init,
-                           min_conf_thr=config.min_conf_thr, edge_chunk=a.edge_chunk)
-      logging.info('alignment: %d iterations, loss %.5g -> %.5g', a.niter, scene.losses[0], scene.losses[-1])
+                           min_conf_thr=config.min_conf_thr, edge_chunk=a.edge_chunk,
+                           known_intrinsics=known_intrinsics, known_poses=known_poses)
+      logging.info('alignment: %d iterations, loss %.5g -> %.5g%s', a.niter, scene.losses[0], scene.losses[-1],
+                   f'; known: {len(known_intrinsics)} intrinsics, {len(known_poses)} poses'
+                   if config.known_cameras else '')
   with stages('postprocess'):
     if config.clean_depth and isinstance(scene.conf, list):
       logging.warning('clean_depth skipped: the images differ in size (clean_pointcloud takes one size for now)')

@@ -14,7 +14,7 @@ pts3d (world), conf, masks, imgs in [0,1] (arrays or per-image lists); views = l
 """
 import os
 
-from dynadust3r_jax.inference.export.cameras import (read_tum_poses, write_cameras_json, write_intrinsics_txt,
+from dynadust3r_jax.inference.export.cameras import (read_known_cameras, read_tum_poses, write_cameras_json, write_intrinsics_txt,
                                                      write_transforms_json, write_tum_poses)
 from dynadust3r_jax.inference.export.colmap import build_model, write_colmap
 from dynadust3r_jax.inference.export.common import (OPENCV_TO_OPENGL, original_intrinsics,

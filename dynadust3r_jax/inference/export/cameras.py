@@ -8,8 +8,9 @@ import os
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dynadust3r_jax.inference.export.common import (OPENCV_TO_OPENGL, image_names, original_intrinsics,
-                                                    original_size, read_scene, scene_attr)
+from dynadust3r_jax.inference.export.common import (INDEX_TO_EDGE, OPENCV_TO_OPENGL, image_names,
+                                                    original_intrinsics, original_size, read_scene, scene_attr)
+from dynadust3r_jax.inference.images import to_original_matrix
 
 
 def _makedirs_for(path):
@@ -40,6 +41,32 @@ def write_cameras_json(scene, views, path):
   with open(path, 'w') as f:
     json.dump(out, f, indent=1)
   return path
+
+
+def read_known_cameras(path, views):
+  """Known cameras for the alignment from a file in cameras.json's format (any subset of the images, by
+  name; each entry with `K` (original size, COLMAP convention) and/or `cam_to_world` (OpenCV axes))
+  → (known_intrinsics {index: K at the processed size, DUSt3R's convention}, known_poses {index: (4,4)})."""
+  try:
+    with open(path) as f:
+      entries = json.load(f)
+  except OSError as e:
+    raise FileNotFoundError(f'{path}: cannot read the known cameras ({e.strerror})') from None
+  except ValueError as e:
+    raise ValueError(f'{path}: not JSON ({e})') from None
+  index = {name: i for i, name in enumerate(image_names(views))}
+  unknown = sorted(set(entries) - set(index)) if isinstance(entries, dict) else None
+  if unknown is None or unknown:
+    raise ValueError(f'{path}: expected {{image name: {{"K": 3x3, "cam_to_world": 4x4}}}} for images among '
+                     f'{sorted(index)[:5]}...; ' + ('not an object' if unknown is None else f'unknown names {unknown[:5]}'))
+  intrinsics, poses = {}, {}
+  for name, entry in entries.items():
+    i = index[name]
+    if 'K' in entry:  # original size, pixel centres at +0.5 → processed size, DUSt3R's pixel-index convention
+      intrinsics[i] = np.linalg.inv(to_original_matrix(views[i]) @ INDEX_TO_EDGE) @ np.asarray(entry['K'], float)
+    if 'cam_to_world' in entry:
+      poses[i] = np.asarray(entry['cam_to_world'], float)
+  return intrinsics, poses
 
 
 def write_transforms_json(scene, views, path, image_dir='images', ply_file_path=None):
