@@ -15,29 +15,14 @@ global_alignment_iter for each step (Adam β=(0.9,0.9), lr_min 1e-6). The loop s
 process's max RSS minus its RSS before the inputs were read.
 """
 import argparse
-import importlib.util
 import json
 import resource
 import sys
 import time
-import types
 
 import numpy as np
 
-
-def _stub_torchvision():
-  """mini_dust3r.utils.image builds ImgNorm from torchvision.transforms at import; nothing here uses it (the
-  stand-in of tools/make_align_fixtures.py), installed only where torchvision is missing."""
-  if importlib.util.find_spec('torchvision') is not None:
-    return
-  tv = types.ModuleType('torchvision')
-  tvf = types.ModuleType('torchvision.transforms')
-  tvf.Compose = lambda fns: None
-  tvf.ToTensor = lambda: None
-  tvf.Normalize = lambda *a, **k: None
-  tv.transforms = tvf
-  sys.modules['torchvision'] = tv
-  sys.modules['torchvision.transforms'] = tvf
+import torchvision_stub  # benchmarks/ (this script's folder) is on sys.path
 
 
 def _rss_bytes() -> int:
@@ -53,7 +38,7 @@ def main():
   parser.add_argument('--schedule', default='cosine')
   parser.add_argument('--loop_s', type=float, default=float('inf'), help='Stop the loop after this many seconds.')
   args = parser.parse_args()
-  _stub_torchvision()
+  torchvision_stub.install()
   import torch  # noqa: PLC0415
   from mini_dust3r.cloud_opt import GlobalAlignerMode, global_aligner  # noqa: PLC0415
   from mini_dust3r.cloud_opt import init_im_poses  # noqa: PLC0415

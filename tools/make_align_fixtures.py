@@ -48,25 +48,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import sys  # noqa: E402
-import types  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks import torchvision_stub  # noqa: E402
+
 N_IMAGES, H, W = 5, 24, 32
 NITER = 300
-
-
-def _stub_torchvision():
-  """mini_dust3r.utils.image builds ImgNorm from torchvision.transforms at import; nothing here uses it."""
-  tv = types.ModuleType('torchvision')
-  tvf = types.ModuleType('torchvision.transforms')
-  tvf.Compose = lambda fns: None
-  tvf.ToTensor = lambda: None
-  tvf.Normalize = lambda *a, **k: None
-  tv.transforms = tvf
-  sys.modules.setdefault('torchvision', tv)
-  sys.modules.setdefault('torchvision.transforms', tvf)
 
 
 def _rotation(axis_angle):
@@ -190,7 +180,7 @@ def mixed_sizes_fixture(out_dir):
 
 
 def main(out_dir):
-  _stub_torchvision()
+  torchvision_stub.install()
   import torch
   torch.set_num_threads(1)
   from mini_dust3r.cloud_opt import GlobalAlignerMode, global_aligner

@@ -20,7 +20,6 @@ import os
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import sys  # noqa: E402
-import types  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -28,10 +27,10 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 if not hasattr(np, 'in1d'):  # removed in numpy 2.4; segment_sky calls it: in1d(a, b) == isin(a, b).ravel()
   np.in1d = lambda a, b: np.isin(a, b).ravel()
-sys.modules.setdefault('torchvision', types.ModuleType('torchvision'))  # cloud_opt never uses it here
-tv_transforms = types.ModuleType('torchvision.transforms')
-tv_transforms.Compose = tv_transforms.ToTensor = tv_transforms.Normalize = lambda *a, **k: None
-sys.modules.setdefault('torchvision.transforms', tv_transforms)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import torchvision_stub  # noqa: E402
+
+torchvision_stub.install()
 
 from mini_dust3r.cloud_opt.base_opt import BasePCOptimizer  # noqa: E402
 from mini_dust3r.utils.geometry import geotrf  # noqa: E402
