@@ -1,4 +1,4 @@
-"""Evaluation metrics against direct numpy definitions (dynadust3r_jax/evaluation.py)."""
+"""Evaluation metrics against direct numpy definitions (dynadust3r_jax/evaluation/depth_motion.py)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -1,0 +1,10 @@
+"""Evaluation metrics, one module per family.
+
+  depth_motion: DynaDUSt3R's per-pair structure (AbsRel, δ<1.25) and motion (EPE3D, δ) metrics.
+  tapvid3d:     the official TAPVid-3D metrics (compute_tapvid3d_metrics).
+
+The depth/motion names are re-exported here, so `from dynadust3r_jax.evaluation import ...` keeps working.
+"""
+from dynadust3r_jax.evaluation.depth_motion import depth_metrics, dynadust3r_metrics, median_scale, motion_metrics
+
+__all__ = ['depth_metrics', 'dynadust3r_metrics', 'median_scale', 'motion_metrics']
