@@ -63,8 +63,12 @@ def test_folder_of_images(checkpoint, tmp_path):
 def test_two_images_use_pair_viewer_and_one_image_is_duplicated(checkpoint, tmp_path):
   two = reconstruct(_config(checkpoint, f'{IMAGES}/[ab]_*', exports=('cameras',)), str(tmp_path / 'two'))
   assert two['images'] == 2 and two['pairs'] == 2 and two['losses'] == []       # no optimisation
-  one = reconstruct(_config(checkpoint, IMAGES / 'c_square.png', exports=('cameras',)), str(tmp_path / 'one'))
+  one = reconstruct(_config(checkpoint, IMAGES / 'c_square.png', exports=('cameras', 'transforms')),
+                    str(tmp_path / 'one'))
   assert one['images'] == 2 and one['pairs'] == 2
+  for frame in json.loads((tmp_path / 'one' / 'transforms.json').read_text())['frames']:  # the copy too
+    with PIL.Image.open(tmp_path / 'one' / frame['file_path']) as image:
+      assert image.size == (frame['w'], frame['h']) == (200, 200)
   poses = [np.asarray(c['cam_to_world']) for c in json.loads((tmp_path / 'one' / 'cameras.json').read_text()).values()]
   np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-6)       # the reference camera of the pair
 

@@ -34,13 +34,14 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
 
 
 def load_images(paths_or_dir, size=512, square_ok=False, patch_size=16, frame_stride=1, max_frames=None,
-                verbose=False):
+                verbose=False, keep_original=False):
   """Load images (a folder, a glob pattern, a list of image paths, or one video file) as DUSt3R does.
 
   Folder and glob: the files with an image extension (case-insensitive .jpg/.jpeg/.png, + .heic/.heif
   when pillow_heif is installed), sorted by name; other entries are skipped as in DUSt3R. A list: every entry
   must be an image file. A video (.mp4 .avi .mov .mkv .webm .m4v): frames 0, frame_stride, 2·frame_stride, …
-  (at most max_frames). 'idx' counts the loaded images from 0.
+  (at most max_frames). 'idx' counts the loaded images from 0. keep_original: also keep each decoded image
+  (PIL RGB, EXIF-transposed, original size) as 'original', for `save_originals` (no second decoding).
   """
   sources = _list_sources(paths_or_dir, frame_stride, max_frames)
   imgs = []
@@ -49,6 +50,8 @@ def load_images(paths_or_dir, size=512, square_ok=False, patch_size=16, frame_st
     out = _preprocess(img, name, size, square_ok, patch_size)
     out['idx'] = len(imgs)
     out['instance'] = str(len(imgs))
+    if keep_original:
+      out['original'] = img
     if verbose:
       (h0, w0), (_, h, w) = out['orig_shape'], out['img'].shape[:3]
       print(f' - adding {name} with resolution {w0}x{h0} --> {w}x{h}')
@@ -56,12 +59,15 @@ def load_images(paths_or_dir, size=512, square_ok=False, patch_size=16, frame_st
   return imgs
 
 
-def save_originals(paths_or_dir, directory, frame_stride=1, max_frames=None):
-  """Write the images load_images reads, at their original size (EXIF-transposed RGB, video frames as PNG),
-  as directory/<name>: what the exports' image paths (transforms.json's images/<name>) point at."""
+def save_originals(views, directory):
+  """Write each view's 'original' (load_images(..., keep_original=True)) as directory/<name>: what the
+  exports' image paths (transforms.json's images/<name>) point at. A name without an image suffix (a
+  duplicated single image's '<name>_2') is written as PNG under that name."""
   os.makedirs(directory, exist_ok=True)
-  for name, open_image in _list_sources(paths_or_dir, frame_stride, max_frames):
-    open_image().save(os.path.join(directory, name), quality=95)
+  formats = PIL.Image.registered_extensions()
+  for view in views:
+    ext = os.path.splitext(view['name'])[1].lower()
+    view['original'].save(os.path.join(directory, view['name']), format=formats.get(ext, 'PNG'), quality=95)
 
 
 def to_original_matrix(view):

@@ -93,18 +93,13 @@ def spanning_tree_scene(edges, pts_i, pts_j, conf_i, conf_j, im_conf, min_conf_t
     score, i, j = todo.pop()
     if focals[i] is None:  # the reference's quirk: `e` is still the previous iteration's edge here
       focals[i] = focal_of(i, e)
-    if i in done:
+    if i in done or j in done:  # register the edge on its placed image, place the other one
       e = index[(i, j)]
-      s, R, T = geo.umeyama(pts_i[e], pts3d[i], conf_i[e])
-      pts3d[j] = geo.apply_transform(geo.similarity_matrix(s, R, T), np.asarray(pts_j[e], np.float64))
-      done.add(j)
-      if poses[i] is None:
-        poses[i] = geo.similarity_matrix(1.0, R, T)
-    elif j in done:
-      e = index[(i, j)]
-      s, R, T = geo.umeyama(pts_j[e], pts3d[j], conf_j[e])
-      pts3d[i] = geo.apply_transform(geo.similarity_matrix(s, R, T), np.asarray(pts_i[e], np.float64))
-      done.add(i)
+      views = {i: (pts_i[e], conf_i[e]), j: (pts_j[e], conf_j[e])}
+      placed, new = (i, j) if i in done else (j, i)
+      s, R, T = geo.umeyama(views[placed][0], pts3d[placed], views[placed][1])
+      pts3d[new] = geo.apply_transform(geo.similarity_matrix(s, R, T), np.asarray(views[new][0], np.float64))
+      done.add(new)
       if poses[i] is None:
         poses[i] = geo.similarity_matrix(1.0, R, T)
     else:
@@ -183,5 +178,6 @@ def init_mst(edges, pts_i, pts_j, conf_i, conf_j, im_conf, *, min_conf_thr=3.0, 
     with np.errstate(divide='ignore', invalid='ignore'):
       depth[n, :len(z)] = np.nan_to_num(np.log(z), nan=0.0, neginf=0.0)
     im_poses[n] = geo.matrix_to_pose(poses[n])
-  im_focals = np.array([[20.0 * np.log(f) if f is not None else np.nan] for f in focals])
+  # NaN where unknown or not positive (a degenerate Weiszfeld estimate): global_align uses its default there
+  im_focals = np.array([[20.0 * np.log(f) if f is not None and f > 0 else np.nan] for f in focals])
   return {'pw_poses': pw_poses, 'im_poses': im_poses, 'im_depthmaps': depth, 'im_focals': im_focals}

@@ -110,7 +110,8 @@ def reconstruct(config, workdir: str) -> dict:
   with stages('images'):
     source = _inputs(config.inputs)
     imgs = load_images(source, size=config.image_size, square_ok=config.square_ok,
-                       frame_stride=config.frame_stride, max_frames=config.max_frames or None)
+                       frame_stride=config.frame_stride, max_frames=config.max_frames or None,
+                       keep_original='transforms' in config.exports)  # for save_originals
     shapes = [list(s) for s in sorted({tuple(int(x) for x in v['true_shape'][0]) for v in imgs})]
     logging.info('images: %d from %s, processed to %s (H, W)', len(imgs), source, shapes)
     if len(imgs) == 1:
@@ -159,7 +160,7 @@ def reconstruct(config, workdir: str) -> dict:
     if dyna and 'motion' in config.exports:  # DUSt3R models: skipped silently
       written['motion'] = motion.write_motion(scene, flows, os.path.join(workdir, 'motion'), imgs)['index']
     if 'transforms' in config.exports:  # the originals transforms.json names (images/<name>)
-      save_originals(source, os.path.join(workdir, 'images'), config.frame_stride, config.max_frames or None)
+      save_originals(imgs, os.path.join(workdir, 'images'))
       written['images'] = os.path.join(workdir, 'images')
     logging.info('exports: %s in %s', ', '.join(written), workdir)
   summary = {'inputs': source, 'checkpoint': config.checkpoint, 'model': cfg.arch, 'images': len(imgs),
