@@ -152,7 +152,8 @@ def reconstruct(config, workdir: str) -> dict:
     logging.info('points kept: %.1f%% (raw confidence > %g%s%s)', 100 * kept, config.min_conf_thr,
                  ', cleaned' if config.clean_depth else '', ', sky masked' if config.mask_sky else '')
     if dyna:  # world scene flow; per image the flow to the next frame (motion.py)
-      flows = motion.scene_flows(output, scene, query_times)
+      # global_align fixes the pairwise scales' geometric mean unless >= 2 poses are known (then they are free)
+      flows = motion.scene_flows(output, scene, query_times, norm_pw_scale=len(known_poses) <= 1)
       scene.motion, scene.motion_target = motion.per_image_motion(flows, len(imgs), [d.shape for d in scene.depthmaps])
   with stages('exports'):
     written = export_all(scene, imgs, workdir, formats=tuple(f for f in config.exports if f != 'motion'),
