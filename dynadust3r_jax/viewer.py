@@ -20,6 +20,7 @@ import dataclasses
 import glob
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -338,7 +339,10 @@ def main(argv=None):
   p.add_argument('--port', type=int, default=8080)
   p.add_argument('--subsample', type=int, default=1, help='draw every k-th pixel (rows and columns) of each frame')
   args = p.parse_args(argv)
-  server, scene, gui = serve(args.out, args.host, args.port, subsample=args.subsample)
+  try:
+    server, scene, gui = serve(args.out, args.host, args.port, subsample=args.subsample)
+  except (FileNotFoundError, ValueError) as e:  # a wrong folder, a broken frames file: one line
+    sys.exit(f'viewer: {e}')
   port = server.get_port()  # viser takes the next free port when this one is taken
   print(f'viewer: http://{"localhost" if args.host in ("127.0.0.1", "0.0.0.0") else args.host}:{port} '
         f'({len(scene.frames)} frames from {args.out}); over SSH: ssh -L {port}:127.0.0.1:{port} user@host',

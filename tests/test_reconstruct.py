@@ -87,6 +87,7 @@ def test_video_glob(checkpoint, tmp_path):
     (dict(inputs='EMPTY'), 'no images'),
     (dict(scene_graph='star'), "unknown scene_graph='star'"),
     (dict(**{'align.memory_budget_gb': 1e-4}), "config.scene_graph='complete': 20 pairs of 5 images need"),
+    (dict(known_cameras='/nonexistent.json'), '/nonexistent.json: cannot read the known cameras'),
 ])
 def test_user_errors(checkpoint, tmp_path, overrides, message):
   (tmp_path / 'EMPTY').mkdir()

@@ -236,3 +236,8 @@ def test_page_renders_in_headless_chromium(running):
   from PIL import Image
   pixels = np.asarray(Image.open(io.BytesIO(shot)).convert('RGB'), np.float32)
   assert pixels.std() > 10  # the canvas drew something (not a blank page)
+
+
+def test_a_wrong_folder_is_one_line(tmp_path):
+  with pytest.raises(SystemExit, match=f'viewer: no frames/frame_\\*.npz under {tmp_path}'):
+    viewer.main([str(tmp_path)])

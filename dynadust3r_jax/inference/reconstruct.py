@@ -117,6 +117,8 @@ def reconstruct(config, workdir: str) -> dict:
     if len(imgs) == 1:
       imgs = duplicate_if_single(imgs)
       logging.info('one image: duplicated (monocular), as DUSt3R does')
+  # before the inference: a wrong file fails in a second, not after the whole inference
+  known_intrinsics, known_poses = read_known_cameras(config.known_cameras, imgs) if config.known_cameras else ({}, {})
   with stages('pairs'):
     pairs = make_pairs(imgs, config.scene_graph, config.prefilter or None, symmetrize=True)
     logging.info('pairs: %d (scene_graph %s%s, symmetrized)', len(pairs), config.scene_graph,
@@ -127,7 +129,6 @@ def reconstruct(config, workdir: str) -> dict:
     query_times = motion.pair_query_times(len(pairs), config.query_times) if dyna else None
     output = inference(pairs, model, batch_size=config.batch_size, query_times=query_times)
   with stages('alignment'):
-    known_intrinsics, known_poses = read_known_cameras(config.known_cameras, imgs) if config.known_cameras else ({}, {})
     if len(imgs) == 2 and not (known_intrinsics or known_poses):
       scene = pair_viewer(output, min_conf_thr=config.min_conf_thr)
       logging.info('alignment: PairViewer (two images, no optimisation)')
