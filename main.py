@@ -27,7 +27,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 # config.mode → the job function (imported when chosen): job(config, workdir)
 JOBS = {'train': 'dynadust3r_jax.train.trainer.train',
-        'reconstruct': 'dynadust3r_jax.inference.reconstruct.reconstruct'}
+        'reconstruct': 'dynadust3r_jax.inference.reconstruct.reconstruct',
+        'evaluate': 'dynadust3r_jax.evaluation.evaluate.evaluate'}
 
 
 def main(argv):

@@ -119,7 +119,7 @@ def _transform(w2c, xyz):
   return xyz @ w2c[:3, :3].T + w2c[:3, 3]
 
 
-def _pixel_owner(cam_xyz, K, hw, rounding):
+def pixel_owner(cam_xyz, K, hw, rounding):
   """For points in a camera, (pixel flat index, point index) of the nearest point on each hit pixel."""
   h, w = hw
   z = cam_xyz[:, 2]
@@ -164,19 +164,19 @@ def build_example(frames: tuple[Frame, Frame, Frame], frame_ids: tuple[int, int,
   owners = {}
   for view, src in ((1, 0), (2, 2)):       # view 1 = frame l, view 2 = frame r
     f = frames[src]
-    pixel, idx = _pixel_owner(_transform(w2c[src], f.track_xyz.astype(np.float64)), K, (h, w), pixel_rounding)
+    pixel, idx = pixel_owner(_transform(w2c[src], f.track_xyz.astype(np.float64)), K, (h, w), pixel_rounding)
     owners[src] = (pixel, f.track_ids[idx])
-    ex[f'pts3d{view}'], ex[f'valid{view}'] = _scatter(pixel, _transform(w2c[0], f.track_xyz[idx]), (h, w))
+    ex[f'pts3d{view}'], ex[f'valid{view}'] = scatter(pixel, _transform(w2c[0], f.track_xyz[idx]), (h, w))
   for name, (src, dst) in MOTION_TARGETS.items():
     pixel, ids = owners[src]
     at_dst = position[dst][ids]
     seen = at_dst >= 0
     xyz = _transform(w2c[0], frames[dst].track_xyz[at_dst[seen]])
-    ex[f'target_{name}'], ex[f'valid_{name}'] = _scatter(pixel[seen], xyz, (h, w))
+    ex[f'target_{name}'], ex[f'valid_{name}'] = scatter(pixel[seen], xyz, (h, w))
   return ex
 
 
-def _scatter(pixel, values, hw):
+def scatter(pixel, values, hw):
   """Dense (H, W, 3) float32 map and (H, W) mask from flat pixel indices and (n, 3) values."""
   out = np.zeros((hw[0] * hw[1], 3), np.float32)
   valid = np.zeros(hw[0] * hw[1], bool)

@@ -68,3 +68,56 @@ def dynadust3r_metrics(res1, res2, batch) -> dict:
   for k in per_target[0]:
     out[k] = jnp.nanmean(jnp.stack([m[k] for m in per_target]))
   return out
+
+
+SCALE_RULES = ('depth_median', 'norm_median', 'per_view')
+MOTION_ERRORS = ('displacement', 'end_position')
+EVAL_TARGETS = (('l2r', 1), ('r2l', 2))  # view 1 moved to t = 1, view 2 moved to t = 0 (spec evaluation.md §3)
+
+
+def norm_scale(pred_pts, gt_pts, valid):
+  """(B,) factor aligning ‖X̂‖ to ‖X‖ by their medians over valid pixels (TAPVid-3D's 'median' rule)."""
+  return _masked_median(jnp.linalg.norm(gt_pts, axis=-1), valid) / _masked_median(
+      jnp.linalg.norm(pred_pts, axis=-1), valid)
+
+
+def pair_metrics(res1, res2, batch, scale_rule='depth_median', motion_error='displacement',
+                 with_motion=True) -> dict:
+  """Per-pair (B,) metrics of the evaluation protocol (spec evaluation.md §3, its open choices as options).
+
+  scale_rule: 'depth_median' (A: median z ratio on view 1), 'norm_median' (B: median ‖X‖ ratio on view 1) or
+  'per_view' (C: the z-median factor of each view for that view's points and motion). motion_error:
+  'displacement' e = s·M̂ − Δ or 'end_position' e = s·(P̂ + M̂) − (P + Δ) (which also counts the structure
+  error). Keys: view{1,2}_{abs_rel, delta_1.25}; with motion {l2r, r2l}_{epe3d, delta_0.05, delta_0.10};
+  and the headline abs_rel, delta_1.25 (and epe3d, delta_0.05, delta_0.10): the mean of the two views (targets).
+  """
+  if scale_rule not in SCALE_RULES:
+    raise ValueError(f'config.pairs.scale={scale_rule!r}; choose one of {SCALE_RULES}')
+  if motion_error not in MOTION_ERRORS:
+    raise ValueError(f'config.pairs.motion_error={motion_error!r}; choose one of {MOTION_ERRORS}')
+  preds = {1: (res1, res1['pts3d']), 2: (res2, res2['pts3d_in_other_view'])}
+  if scale_rule == 'norm_median':
+    shared = norm_scale(preds[1][1], batch['pts3d1'], batch['valid1'])
+  else:
+    shared = median_scale(preds[1][1], batch['pts3d1'], batch['valid1'])
+  scales = {v: median_scale(preds[v][1], batch[f'pts3d{v}'], batch[f'valid{v}']) if scale_rule == 'per_view'
+            else shared for v in (1, 2)}
+  out, headline = {}, {}
+  for v in (1, 2):
+    for k, x in depth_metrics(preds[v][1], batch[f'pts3d{v}'], batch[f'valid{v}'], scales[v]).items():
+      out[f'view{v}_{k}'] = x
+      headline.setdefault(k, []).append(x)
+  if with_motion:
+    for name, v in EVAL_TARGETS:
+      res, pts = preds[v]
+      valid = batch[f'valid_{name}'] & batch[f'valid{v}']
+      gt = batch[f'target_{name}'] - batch[f'pts3d{v}']
+      pred = res[f'motion_{name}']
+      if motion_error == 'end_position':  # s·(P̂+M̂) − (P+Δ) = s·M̂ − (Δ − (s·P̂ − P))
+        gt = gt - (scales[v][:, None, None, None] * pts - batch[f'pts3d{v}'])
+      for k, x in motion_metrics(pred, gt, valid, scales[v]).items():
+        out[f'{name}_{k}'] = x
+        headline.setdefault(k, []).append(x)
+  out.update({k: jnp.nanmean(jnp.stack(xs), axis=0) for k, xs in headline.items()})
+  out['scale'] = shared if scale_rule != 'per_view' else scales[1]
+  return out

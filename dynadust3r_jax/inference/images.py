@@ -43,7 +43,21 @@ def load_images(paths_or_dir, size=512, square_ok=False, patch_size=16, frame_st
   (at most max_frames). 'idx' counts the loaded images from 0. keep_original: also keep each decoded image
   (PIL RGB, EXIF-transposed, original size) as 'original', for `save_originals` (no second decoding).
   """
-  sources = _list_sources(paths_or_dir, frame_stride, max_frames)
+  return _load(_list_sources(paths_or_dir, frame_stride, max_frames), size, square_ok, patch_size, verbose,
+               keep_original)
+
+
+def load_arrays(images, names, size=512, square_ok=False, patch_size=16, keep_original=False):
+  """`load_images` for images already in memory (e.g. an evaluation dataset's frames): (H,W,3) uint8 RGB
+  arrays, one name each, processed exactly as image files are."""
+  if len(images) != len(names):
+    raise ValueError(f'load_arrays: {len(images)} images for {len(names)} names')
+  sources = [(name, lambda im=im: PIL.Image.fromarray(np.asarray(im, np.uint8)).convert('RGB'))
+             for im, name in zip(images, names)]
+  return _load(sources, size, square_ok, patch_size, False, keep_original)
+
+
+def _load(sources, size, square_ok, patch_size, verbose, keep_original):
   imgs = []
   for name, open_image in sources:
     img = open_image()  # PIL RGB, EXIF-transposed

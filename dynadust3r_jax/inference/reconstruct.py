@@ -62,7 +62,8 @@ def _inputs(inputs: str):
   return inputs
 
 
-def _model(config):
+def model_from_config(config):
+  """load_model(config.checkpoint) with config.dtype / attention_impl ('auto': by backend); CroCo refused."""
   dtype = config.dtype if config.dtype != 'auto' else ('bfloat16' if _on_gpu() else 'float32')
   attention = config.attention_impl if config.attention_impl != 'auto' else ('cudnn' if _on_gpu() else 'xla')
   model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
@@ -103,7 +104,7 @@ def reconstruct(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   stages = _Stages()
   with stages('model'):
-    model = _model(config)
+    model = model_from_config(config)
   cfg = model.config
   logging.info('model: %s (%s head, %s, attention %s) from %s', cfg.arch, cfg.head_type, cfg.dtype,
                cfg.attention_impl, config.checkpoint)

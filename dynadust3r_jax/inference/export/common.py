@@ -32,6 +32,12 @@ def original_intrinsics(K, view):
   return to_original_matrix(view) @ INDEX_TO_EDGE @ np.asarray(K, np.float64)
 
 
+def processed_intrinsics(K0, view):
+  """(3,3) K0 of the original image in OpenCV's pixel-index convention → (3,3) K of the processed image
+  (same convention): what a dataset's K becomes after load_images' resize and crop."""
+  return np.linalg.inv(INDEX_TO_EDGE) @ np.linalg.inv(to_original_matrix(view)) @ INDEX_TO_EDGE @ np.asarray(K0, np.float64)
+
+
 def processed_to_original_pixels(xy, view):
   """(...,2) processed pixel-index coordinates (centre of pixel (c, r) = (c, r)) → (...,2) original pixel-edge
   coordinates (centre of pixel (c0, r0) = (c0+0.5, r0+0.5)), the convention of COLMAP's points2D."""

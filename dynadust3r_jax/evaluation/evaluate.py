@@ -1,0 +1,184 @@
+"""The evaluate job (`main.py` with configs/evaluate.py:BENCH): a checkpoint scored on one benchmark.
+
+Sequences run one by one (a progress bar over them); each finished one is stored in WORKDIR/sequences/
+and skipped by a rerun with the same settings, so a crashed evaluation continues where it stopped. A
+sequence the reader or the ground truth cannot serve (an unreadable file, NaN cameras, no tracks) is
+skipped, counted and named in results.json with its reason; a wrong root or a setting that cannot work is
+one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py.
+"""
+import importlib
+import os
+
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from data.errors import BadClip
+from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
+from data.sequence import LayoutError
+from data.stereo4d import Mp4Clip
+from dynadust3r_jax.evaluation import co3d_protocol, pair_protocol, video_protocol
+from dynadust3r_jax.evaluation.results import SequenceStore, write_results
+from dynadust3r_jax.inference.reconstruct import model_from_config
+
+PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
+             'co3d': 'relative_pose'}
+# benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes)
+READERS = {'adt': ('data.tapvid3d', ()), 'dynamic_replica': ('data.dynamic_replica', ('split',)),
+           'bonn': ('data.bonn', ()), 'sintel': ('data.sintel', ()), 'co3d': ('data.co3d', ('split',))}
+SKIPPABLE = (BadClip, LayoutError)  # a sequence's own data problem: skipped and counted
+
+
+def _settings(config) -> dict:
+  """What the records depend on (a rerun must match it to reuse them)."""
+  protocol = PROTOCOLS[config.benchmark]
+  keep = {'pairs': 'pairs', 'video': 'video', 'relative_pose': 'co3d'}[protocol]
+  return {'benchmark': config.benchmark, 'protocol': protocol, 'checkpoint': os.path.abspath(config.checkpoint),
+          'dtype': config.dtype, 'attention_impl': config.attention_impl, 'seed': config.seed,
+          'data': config.data.to_dict(), 'image_size': config.image_size, 'square_ok': config.square_ok,
+          keep: config[keep].to_dict()}
+
+
+def _check(config):
+  if config.benchmark not in PROTOCOLS:
+    raise ValueError(f'config.benchmark={config.benchmark!r}: choose one of {sorted(PROTOCOLS)} '
+                     '(--config=configs/evaluate.py:BENCH)')
+  if not config.checkpoint:
+    raise ValueError('config.checkpoint is empty: give --config.checkpoint=a converted model directory or a '
+                     'training workdir')
+  if not config.data.root:
+    raise ValueError(f'config.data.root is empty: give --config.data.root=the {config.benchmark} dataset folder')
+  unknown = set(config.pairs.metrics) - {'depth', 'motion'}
+  if unknown:
+    raise ValueError(f'config.pairs.metrics: unknown {sorted(unknown)}; choose from depth, motion')
+
+
+class _Stereo4DSequence:
+  """A Stereo4D test clip, opened when it runs."""
+
+  def __init__(self, entry):
+    self.entry = entry
+    self.name = os.path.basename(entry.npz)[:-len('.npz')]
+
+
+def _sequences(config) -> list:
+  """The benchmark's sequences: (name, opener) where opener() gives what its protocol takes."""
+  root = config.data.root
+  if config.benchmark == 'stereo4d':
+    clips = [_Stereo4DSequence(e) for e in find_clips(root, config.data.split, config.pairs.max_gap)]
+    items = [(c.name, lambda c=c: Mp4Clip(c.entry.npz, c.entry.mp4)) for c in clips]
+  else:
+    module, fields = READERS[config.benchmark]
+    reader = importlib.import_module(module)
+    options = {f: config.data[f] for f in fields}
+    items = [(n, lambda n=n: reader.load_sequence(root, n, **options)) for n in reader.sequence_names(root, **options)]
+  if config.data.sequences:
+    names = {n for n, _ in items}
+    missing = [n for n in config.data.sequences if n not in names]
+    if missing:
+      raise ValueError(f'config.data.sequences: {missing} not under {root} (it has e.g. {sorted(names)[:5]})')
+    items = [(n, o) for n, o in items if n in set(config.data.sequences)]
+  return items[:config.max_sequences] if config.max_sequences else items
+
+
+def _run_pairs(config, model, with_motion, opened):
+  p = config.pairs
+  if isinstance(opened, Mp4Clip):
+    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
+                                       pair_protocol.sequence_rng(config.seed, opened.clip.name))
+    examples = pair_protocol.stereo4d_examples(opened, pairs)
+  else:
+    if opened.tracks_xyz is None or opened.intrinsics is None:
+      raise LayoutError(f'{opened.name}: no 3D tracks or intrinsics in this sequence')
+    if opened.world_to_camera is None and opened.dataset in ('adt', 'drivetrack'):
+      raise ValueError(f'{opened.name}: the {opened.dataset} file has no extrinsics_w2c, which the motion of view 2 '
+                       'needs; keep the GCS npz files or copy extrinsics_w2c across (tapnet PR #137, spec '
+                       'evaluation.md §4.1)')
+    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
+                                       pair_protocol.sequence_rng(config.seed, opened.name))
+    examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
+  if not examples:
+    raise BadClip('fewer than two frames')
+  metrics = pair_protocol.evaluate_pairs(examples, model, batch_size=config.batch_size, scale_rule=p.scale,
+                                         motion_error=p.motion_error, with_motion=with_motion)
+  return {'pairs': [list(x) for x in pairs], 'metrics': metrics,
+          'mean': {k: float(np.nanmean(v)) if np.isfinite(v).any() else float('nan') for k, v in metrics.items()}}
+
+
+def _run_one(config, model, with_motion, opened):
+  protocol = PROTOCOLS[config.benchmark]
+  if protocol == 'pairs':
+    return _run_pairs(config, model, with_motion, opened)
+  common = dict(size=config.image_size, square_ok=config.square_ok, batch_size=config.batch_size)
+  if protocol == 'video':
+    poses = config.video.poses and (config.benchmark != 'sintel' or opened.name in _sintel_pose_sequences())
+    return video_protocol.evaluate_video(opened, model, config.video, with_poses=poses, **common)
+  return co3d_protocol.evaluate_sequence(opened, model, config.co3d, seed=config.seed, **common)
+
+
+def _sintel_pose_sequences():
+  return importlib.import_module('data.sintel').POSE_SEQUENCES
+
+
+def _nanmean(values):
+  values = np.asarray(values, np.float64)
+  return float(np.nanmean(values)) if np.isfinite(values).any() else float('nan')
+
+
+def _aggregate(config, records: dict) -> dict:
+  protocol = PROTOCOLS[config.benchmark]
+  if not records:
+    return {}
+  if protocol == 'pairs':  # pooled over all pairs
+    keys = next(iter(records.values()))['metrics']
+    return {k: _nanmean([x for r in records.values() for x in r['metrics'][k]]) for k in keys}
+  if protocol == 'video':  # depth: weighted by valid pixels; poses: mean over sequences
+    weights = np.array([r['valid_pixels'] for r in records.values()], np.float64)
+    out = {k: float(np.average([r['depth'][k] for r in records.values()], weights=weights))
+           for k in next(iter(records.values()))['depth']} if weights.sum() > 0 else {}
+    posed = [r['pose'] for r in records.values() if 'pose' in r]
+    out.update({k: _nanmean([p[k] for p in posed]) for k in (posed[0] if posed else {})})
+    return out
+  return co3d_protocol.aggregate(records)
+
+
+def evaluate(config, workdir: str) -> dict:
+  """Runs the job; returns (and writes) the results."""
+  _check(config)
+  os.makedirs(workdir, exist_ok=True)
+  model = model_from_config(config)
+  arch = model.config.arch
+  with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
+  if with_motion and arch != 'DynaDUSt3R':
+    raise ValueError(f'config.checkpoint={config.checkpoint}: a {arch} model has no motion heads, so motion metrics '
+                     'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
+  settings = _settings(config)
+  store = SequenceStore(workdir, settings)
+  items = _sequences(config)
+  logging.info('evaluate %s (%s protocol): %s on %d sequences from %s', config.benchmark,
+               settings['protocol'], arch, len(items), config.data.root)
+  records, skipped, resumed = {}, {}, 0
+  for name, open_sequence in tqdm(items, unit='seq', desc=config.benchmark):
+    record = store.get(name)
+    if record is None:
+      try:
+        record = _run_one(config, model, with_motion, open_sequence())
+      except SKIPPABLE as e:
+        record = {'skipped': str(e)}
+        logging.warning('%s: skipped (%s)', name, e)
+      store.put(name, record)
+    else:
+      resumed += 1
+    (skipped if 'skipped' in record else records)[name] = record
+  if resumed:
+    logging.info('%d sequences were already done in %s (kept)', resumed, store.dir)
+  counts = {'evaluated': len(records), 'skipped': len(skipped)}
+  if settings['protocol'] == 'pairs':
+    counts['pairs'] = sum(len(r['pairs']) for r in records.values())
+  results = {'benchmark': config.benchmark, 'checkpoint': config.checkpoint, 'model': arch, 'settings': settings,
+             'counts': counts, 'aggregate': _aggregate(config, records), 'sequences': records,
+             'skipped': {n: r['skipped'] for n, r in skipped.items()}}
+  json_path, md_path = write_results(workdir, results)
+  shown = {k: round(v, 4) for k, v in results['aggregate'].items() if isinstance(v, float)}
+  logging.info('%s: %s; %s and %s', config.benchmark, shown, json_path, md_path)
+  return results

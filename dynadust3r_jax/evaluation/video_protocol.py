@@ -1,0 +1,69 @@
+"""MonST3R's video protocols (spec evaluation.md §6, §7): Bonn and Sintel depth, Sintel camera poses.
+
+A sequence goes through the reconstruction pipeline: load_images' processing of every frame, the pair
+graph (MonST3R's default window of 5, not cyclic), batched inference and DUSt3R's global alignment
+(MonST3R adds flow and smoothness terms to its own aligner; this is DUSt3R's, so rows of DUSt3R-GA are
+the comparable ones). The aligned depth maps go back to the GT's pixels: the processed image covers a
+centred crop of the original, so each depth map is resized (cv2 INTER_CUBIC, as MonST3R's notebook) to
+that crop's size in original pixels and compared with the GT inside the crop (without a crop, as for
+Bonn's 640×480 → 512×384, this is exactly MonST3R's resize to the GT size). Depth metrics:
+`depth.depth_evaluation` with one alignment for the whole sequence; the dataset value is the mean over
+sequences weighted by valid pixels. Poses: the aligned cam-to-world against the GT (evo, Sim(3)), mean over
+sequences.
+"""
+import cv2
+import numpy as np
+
+from dynadust3r_jax.evaluation.depth import depth_evaluation
+from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
+from dynadust3r_jax.inference.global_align import global_align
+from dynadust3r_jax.inference.images import load_arrays
+from dynadust3r_jax.inference.inference import inference
+from dynadust3r_jax.inference.pairs import make_pairs
+
+
+def crop_window(view) -> tuple[slice, slice]:
+  """(rows, cols) of the original image that a processed view covers (its crop, scaled back)."""
+  (h0, w0), (h1, w1), (top, left) = view['orig_shape'], view['resized_shape'], view['crop_offset']
+  h, w = (int(x) for x in view['true_shape'][0])
+  rows = slice(int(round(top * h0 / h1)), int(round((top + h) * h0 / h1)))
+  cols = slice(int(round(left * w0 / w1)), int(round((left + w) * w0 / w1)))
+  return rows, cols
+
+
+def to_gt_pixels(depth, view):
+  """(h, w) processed depth → (H', W') over the view's crop window of the original image."""
+  rows, cols = crop_window(view)
+  size = (cols.stop - cols.start, rows.stop - rows.start)
+  return cv2.resize(np.asarray(depth, np.float32), size, interpolation=cv2.INTER_CUBIC)
+
+
+def reconstruct_sequence(seq, model, frames, *, size, square_ok, scene_graph, niter, lr, schedule, batch_size):
+  """The aligned scene of `frames` of a Sequence, with the processed views."""
+  imgs = load_arrays([seq.load_image(t) for t in frames], [seq.frames[t] for t in frames], size=size,
+                     square_ok=square_ok)
+  pairs = make_pairs(imgs, scene_graph, None, symmetrize=True)
+  output = inference(pairs, model, batch_size=batch_size, progress=False)
+  return global_align(output, niter=niter, lr=lr, schedule=schedule, init='mst'), imgs
+
+
+def evaluate_video(seq, model, video, *, size, square_ok, batch_size, with_poses) -> dict:
+  """One sequence's depth metrics (+ valid pixel count) and, with_poses, trajectory metrics."""
+  frames = list(range(seq.num_frames if not video.max_frames else min(video.max_frames, seq.num_frames)))
+  scene, imgs = reconstruct_sequence(seq, model, frames, size=size, square_ok=square_ok,
+                                     scene_graph=video.scene_graph, niter=video.niter, lr=video.lr,
+                                     schedule=video.schedule, batch_size=batch_size)
+  pred, gt = [], []
+  for t, view, depth in zip(frames, imgs, scene.depthmaps):
+    rows, cols = crop_window(view)
+    pred.append(to_gt_pixels(depth, view))
+    gt.append(seq.load_depth(t)[rows, cols])
+  metrics, valid = depth_evaluation(np.stack(pred), np.stack(gt), max_depth=video.max_depth or None,
+                                    align=video.align, post_clip_max=video.post_clip_max or None)
+  record = {'frames': len(frames), 'valid_pixels': int(valid), 'depth': {k: float(v) for k, v in metrics.items()}}
+  if with_poses:
+    gt_c2w = np.linalg.inv(seq.world_to_camera[frames])
+    stamps = None if seq.timestamps is None else np.asarray(seq.timestamps)[frames]
+    record['pose'] = {k: float(v) for k, v in
+                      trajectory_metrics(np.asarray(scene.cam_to_world, np.float64), gt_c2w, stamps).items()}
+  return record
