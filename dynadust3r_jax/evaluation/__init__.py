@@ -2,6 +2,9 @@
 
   depth_motion: DynaDUSt3R's per-pair structure (AbsRel, δ<1.25) and motion (EPE3D, δ) metrics.
   tapvid3d:     the official TAPVid-3D metrics (compute_tapvid3d_metrics).
+  depth:        MonST3R's video-depth metrics (depth_evaluation: median/scale/lstsq/LAD/LAD2 alignment).
+  pose:         PoseDiffusion's relative pose metrics for CO3D (RRA/RTA@5/15/30, mAA@30).
+  trajectory:   MonST3R's ATE / RPE-trans / RPE-rot via evo, and TUM trajectory files.
 
 The depth/motion names are re-exported here, so `from dynadust3r_jax.evaluation import ...` keeps working.
 """
