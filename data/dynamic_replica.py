@@ -12,10 +12,11 @@ Paths in the annotations are relative to <root>/<split>/.
 
 Cameras are PyTorch3D's: X_cam = X_world @ R + T (+x left, +y up), focal length and principal point in
 NDC (`ndc_norm_image_bounds` or `ndc_isotropic`). `camera_convention='pytorch3d'` (default) converts them
-as pytorch3d's `opencv_from_cameras_projection` does: w2c = [F·Rᵀ | F·T] with F = diag(−1, −1, 1).
-`'monst3r'` reproduces MonST3R's training loader instead: w2c = [R | T] (its c2w = [Rᵀ | −RᵀT]), no flip.
-Both use the same K. The spec leaves open which one the data follows; `check_reprojection` tells on real
-data (DynamicStereo's own route is the default one).
+as pytorch3d's `opencv_from_cameras_projection` does, DynamicStereo's own route: w2c = [F·Rᵀ | F·T] with
+F = diag(−1, −1, 1). `'monst3r'` reproduces MonST3R's training loader instead: w2c = [R | T] (its c2w =
+[Rᵀ | −RᵀT]), no flip. Both use the same K, cx = W/2 − p₀·r_x (as pytorch3d; whether traj_2d puts pixel
+centres at integers or at +0.5 is unverified). The spec leaves open which convention the data follows:
+`check_reprojection` tells on real data.
 """
 import dataclasses
 import functools
@@ -123,7 +124,8 @@ def _read_tracks(paths, w2c, image_size_hw):
       seen = np.asarray(traj['verts_inds_vis'], bool)
     except (CheckpointError, KeyError, TypeError, IndexError) as err:
       raise LayoutError(f'{path}: not a trajectory file ({type(err).__name__}: {err}); {_LAYOUT}') from None
-    if world.shape != (len(seen), 3) or pixel.shape != (len(seen), 2) or (xyz and len(seen) != len(vis[0])):
+    n = len(vis[0]) if vis else len(seen)
+    if seen.shape != (n,) or world.shape != (n, 3) or pixel.shape != (n, 2):
       raise LayoutError(f'{path}: traj_3d_world {world.shape}, traj_2d {pixel.shape}, verts_inds_vis '
                         f'{seen.shape}; expected (N, 3), (N, 3), (N,) with the same N in every frame')
     inside = (pixel[:, 0] >= 0) & (pixel[:, 0] <= w - 1) & (pixel[:, 1] >= 0) & (pixel[:, 1] <= h - 1)

@@ -174,7 +174,8 @@ def test_layout_errors(split, tmp_path):
     dynamic_replica.sequence_names(str(tmp_path))
   with pytest.raises(LayoutError, match="no sequence 'nope' with camera 'left'"):
     dynamic_replica.load_sequence(root, 'nope')
-  depth = os.path.join(root, 'test', 'zzz999-1_obj_source_left', 'depths', 'zzz999-1_obj_source_left_0001.geometric.png')
+  folder = 'zzz999-1_obj_source_left'
+  depth = os.path.join(root, 'test', folder, 'depths', f'{folder}_0001.geometric.png')
   os.rename(depth, depth + '.moved')
   try:
     with pytest.raises(LayoutError) as error:
