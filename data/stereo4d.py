@@ -59,7 +59,7 @@ class Clip:
 
   @property
   def num_tracks(self) -> int:
-    return int(self.track_ids[-1]) + 1 if len(self.track_ids) else 0
+    return int(self.track_ids.max()) + 1 if len(self.track_ids) else 0  # ids are reordered by frame
 
   def frame(self, t: int, image: np.ndarray | None) -> Frame:
     seen = slice(self._starts[t], self._starts[t + 1])

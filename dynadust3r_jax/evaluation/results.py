@@ -31,6 +31,7 @@ class SequenceStore:
     self.dir = os.path.join(workdir, SEQUENCES_DIR)
     os.makedirs(self.dir, exist_ok=True)
     path = os.path.join(self.dir, SETTINGS_FILE)
+    settings = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
     if os.path.exists(path):
       with open(path) as f:
         old = json.load(f)

@@ -1,0 +1,208 @@
+"""The evaluation job: pair ground truth from tracks, the pair metrics' open choices, pair sampling, the
+crop window of the video protocol, and the job end to end (resume, skipped clips, user errors)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import evaluate as evaluate_config
+from data import stereo4d, synthetic
+from data.pair_targets import pair_targets
+from dynadust3r_jax.evaluation.depth_motion import pair_metrics
+from dynadust3r_jax.evaluation.evaluate import evaluate
+from dynadust3r_jax.evaluation.pair_protocol import GT_KEYS, sample_pairs, sequence_rng
+from dynadust3r_jax.evaluation.video_protocol import crop_window
+
+ROOT = Path(__file__).parents[1]
+SIZE = 64
+
+
+@pytest.fixture(scope='module')
+def clip():
+  return synthetic.make_clip(seed=3, num_frames=8, size=SIZE)
+
+
+def _camera_tracks(arrays):
+  """A Stereo4D clip as data/sequence.py tracks: (T, N, 3) in each frame's camera, NaN where absent."""
+  c = stereo4d.Clip('c', arrays['camera2world'].astype(np.float64),
+                    np.repeat(np.arange(len(arrays['track_lengths'])), arrays['track_lengths']),
+                    arrays['track_indices'].astype(np.int64), arrays['track_coordinates'])
+  world = c.dense_tracks().transpose(1, 0, 2).astype(np.float64)      # (T, N, 3)
+  w2c = np.stack([stereo4d.world_to_camera(m) for m in c.camera2world])
+  return np.einsum('tij,tnj->tni', w2c[:, :3, :3], world) + w2c[:, None, :3, 3], w2c, c
+
+
+def test_pair_targets_equal_the_training_targets(clip):
+  """Two constructions of the same GT: the training example of triplet (l, r, r) from world tracks, and
+  pair_targets from camera-frame tracks with the Stereo4D K in OpenCV's pixel-index convention."""
+  tracks, w2c, c = _camera_tracks(clip)
+  K = stereo4d.intrinsics(SIZE, SIZE)
+  K_index = K - np.array([[0, 0, .5], [0, 0, .5], [0, 0, 0]])  # Stereo4D's rays go through pixel centres
+  for l, r in ((0, 3), (2, 7), (5, 4)):
+    frames = (c.frame(l, clip['frames'][l]), c.frame(r, None), c.frame(r, clip['frames'][r]))
+    want = stereo4d.build_example(frames, (l, r, r))
+    got = pair_targets(tracks, np.isfinite(tracks).all(-1), w2c, (K_index, K_index), (SIZE, SIZE), l, r)
+    for key in GT_KEYS:
+      assert got[key].dtype == want[key].dtype, key
+      np.testing.assert_allclose(got[key], want[key], atol=1e-5, err_msg=key)
+    assert want['valid1'].sum() > 50 and want['valid_r2l'].sum() > 20
+
+
+def _perfect(gt, scale=1.0, structure_error=0.0):
+  """Predictions equal to the GT / scale (+ a structure error on the points, the motion left exact)."""
+  res1 = {'pts3d': (gt['pts3d1'] + structure_error) / scale,
+          'motion_l2r': (gt['target_l2r'] - gt['pts3d1']) / scale}
+  res2 = {'pts3d_in_other_view': (gt['pts3d2'] + structure_error) / scale,
+          'motion_r2l': (gt['target_r2l'] - gt['pts3d2']) / scale}
+  return res1, res2
+
+
+@pytest.fixture(scope='module')
+def gt_batch(clip):
+  tracks, w2c, _ = _camera_tracks(clip)
+  K = stereo4d.intrinsics(SIZE, SIZE) - np.array([[0, 0, .5], [0, 0, .5], [0, 0, 0]])
+  pairs = [pair_targets(tracks, np.isfinite(tracks).all(-1), w2c, (K, K), (SIZE, SIZE), l, r)
+           for l, r in ((0, 3), (1, 6))]
+  return {k: np.stack([p[k] for p in pairs]) for k in GT_KEYS}
+
+
+@pytest.mark.parametrize('rule', ['depth_median', 'norm_median', 'per_view'])
+def test_a_scaled_prediction_scores_perfectly_under_each_scale_rule(gt_batch, rule):
+  m = pair_metrics(*_perfect(gt_batch, scale=2.5), gt_batch, scale_rule=rule)
+  np.testing.assert_allclose(m['scale'], 2.5, rtol=1e-5)
+  np.testing.assert_allclose(m['abs_rel'], 0, atol=1e-6)
+  np.testing.assert_allclose(m['epe3d'], 0, atol=1e-5)
+  for k in ('delta_1.25', 'delta_0.05', 'delta_0.10', 'view2_delta_1.25', 'r2l_delta_0.05'):
+    np.testing.assert_array_equal(m[k], 1.0)
+
+
+def test_end_position_error_adds_the_structure_error(gt_batch):
+  shift = np.array([0.03, 0.0, 0.0], np.float32)           # x only: z (hence the median scale) unchanged
+  res = _perfect(gt_batch, structure_error=shift)
+  disp = pair_metrics(*res, gt_batch, motion_error='displacement')
+  end = pair_metrics(*res, gt_batch, motion_error='end_position')
+  np.testing.assert_allclose(disp['epe3d'], 0, atol=1e-6)
+  np.testing.assert_allclose(end['epe3d'], 0.03, rtol=1e-4)  # |s·(P̂+M̂) − (P+Δ)| = the 3 cm shift
+  np.testing.assert_array_equal(end['delta_0.05'], 1.0)
+  np.testing.assert_array_equal(end['delta_0.10'], 1.0)
+  np.testing.assert_allclose(end['abs_rel'], disp['abs_rel'])
+
+
+def test_pair_metrics_reject_unknown_choices(gt_batch):
+  with pytest.raises(ValueError, match='config.pairs.scale'):
+    pair_metrics(*_perfect(gt_batch), gt_batch, scale_rule='mean')
+  with pytest.raises(ValueError, match='config.pairs.motion_error'):
+    pair_metrics(*_perfect(gt_batch), gt_batch, motion_error='flow')
+
+
+def test_pairs_are_seeded_per_sequence_and_within_the_gap():
+  a = sample_pairs(40, 200, 30, sequence_rng(0, 'seq_a'))
+  assert a == sample_pairs(40, 200, 30, sequence_rng(0, 'seq_a'))
+  assert a != sample_pairs(40, 200, 30, sequence_rng(0, 'seq_b'))
+  assert a != sample_pairs(40, 200, 30, sequence_rng(1, 'seq_a'))
+  gaps = [t2 - t1 for t1, t2 in a]
+  assert min(gaps) == 1 and max(gaps) == 30 and all(0 <= t1 < t2 < 40 for t1, t2 in a)
+  assert len(set(a)) == 200                                      # distinct
+  assert sample_pairs(1, 5, 30, sequence_rng(0, 'x')) == []
+  assert sorted(sample_pairs(4, 20, 2, sequence_rng(0, 'x'))) == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+
+
+def test_crop_window_maps_the_processed_view_back():
+  # Sintel: 1024x436 → long side 512 → 512x218 → crop to 512x208 at top 5
+  view = {'orig_shape': (436, 1024), 'resized_shape': (218, 512), 'crop_offset': (5, 0),
+          'true_shape': np.array([[208, 512]])}
+  assert crop_window(view) == (slice(10, 426), slice(0, 1024))
+  view = {'orig_shape': (480, 640), 'resized_shape': (384, 512), 'crop_offset': (0, 0),
+          'true_shape': np.array([[384, 512]])}                   # Bonn: no crop, the whole frame
+  assert crop_window(view) == (slice(0, 480), slice(0, 640))
+
+
+# --- the job end to end ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def dyna_checkpoint(tmp_path_factory):
+  from convert_weights import convert
+  from tests.test_dynadust3r import SHARED_DPT, _dyna_model_string
+  out = tmp_path_factory.mktemp('dyna') / 'tiny_dyna'
+  convert(str(SHARED_DPT) + '.pth', str(out), model=_dyna_model_string(), seed=1)
+  return str(out)
+
+
+@pytest.fixture(scope='module')
+def stereo4d_root(tmp_path_factory):
+  root = tmp_path_factory.mktemp('s4d')
+  synthetic.write_clips(str(root), 'test', 3, 8, size=SIZE, seed=5)
+  bad = sorted((root / 'test').glob('*.npz'))[0]                   # NaN cameras: skipped, counted
+  arrays = dict(np.load(bad))
+  arrays['camera2world'][2] = np.nan
+  np.savez(bad, **arrays)
+  return root, bad.stem
+
+
+def _config(checkpoint, root, **overrides):
+  c = evaluate_config.get_config('stereo4d')
+  c.checkpoint, c.data.root, c.pairs.per_sequence, c.batch_size = checkpoint, str(root), 3, 2
+  c.update_from_flattened_dict(overrides)
+  return c
+
+
+def test_stereo4d_evaluation_end_to_end_and_resumed(dyna_checkpoint, stereo4d_root, tmp_path):
+  root, bad = stereo4d_root
+  results = evaluate(_config(dyna_checkpoint, root), str(tmp_path))
+  assert results['counts'] == {'evaluated': 2, 'skipped': 1, 'pairs': 6}
+  assert bad in results['skipped'] and 'camera2world' in results['skipped'][bad]
+  agg = results['aggregate']
+  for k in ('abs_rel', 'delta_1.25', 'epe3d', 'delta_0.05', 'delta_0.10', 'view1_abs_rel', 'l2r_epe3d'):
+    assert np.isfinite(agg[k]), k
+  assert 0 <= agg['delta_0.10'] <= 1 and agg['delta_0.05'] <= agg['delta_0.10']
+  pooled = [x for r in results['sequences'].values() for x in r['metrics']['epe3d']]
+  np.testing.assert_allclose(agg['epe3d'], np.nanmean(pooled))
+  for r in results['sequences'].values():
+    assert all(1 <= t2 - t1 <= 30 for t1, t2 in r['pairs'])
+  written = json.loads((tmp_path / 'results.json').read_text())
+  assert written['aggregate'] == pytest.approx(agg, nan_ok=True)
+  md = (tmp_path / 'results.md').read_text()
+  assert '| **this checkpoint** |' in md and '| DynaDUSt3R (Stereo4D) |' in md and '65.07' in md
+
+  stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / 'sequences').glob('*.json')}
+  again = evaluate(_config(dyna_checkpoint, root), str(tmp_path))         # resumed: nothing recomputed
+  assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / 'sequences').glob('*.json')} == stamps
+  assert again['aggregate'] == pytest.approx(agg, nan_ok=True)
+  with pytest.raises(ValueError, match='other settings'):
+    evaluate(_config(dyna_checkpoint, root, **{'pairs.max_gap': 5}), str(tmp_path))
+
+
+def _main(tmp_path, *flags):
+  return subprocess.run([sys.executable, 'main.py', '--config=configs/evaluate.py:stereo4d',
+                         f'--workdir={tmp_path}/w', *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_a_dust3r_checkpoint_has_no_motion_metrics(stereo4d_root, tmp_path):
+  from convert_weights import convert
+  from tests.conftest import FIXTURES
+  convert(str(FIXTURES / 'shared' / 'dust3r_tiny_dpt.pth'), str(tmp_path / 'dust3r'))
+  root, _ = stereo4d_root
+  out = _main(tmp_path, f'--config.checkpoint={tmp_path}/dust3r', f'--config.data.root={root}')
+  assert out.returncode != 0 and 'Traceback' not in out.stderr
+  assert out.stderr.strip().splitlines()[-1] == (
+      f'main.py: config.checkpoint={tmp_path}/dust3r: a AsymmetricCroCo3DStereo model has no motion heads, so motion metrics '
+      'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
+  results = evaluate(_config(str(tmp_path / 'dust3r'), root, **{'pairs.metrics': ('depth',)}), str(tmp_path / 'd'))
+  assert np.isfinite(results['aggregate']['abs_rel']) and 'epe3d' not in results['aggregate']
+
+
+@pytest.mark.parametrize('flags, message', [
+    ((), 'config.checkpoint is empty'),
+    (('--config.checkpoint=x',), 'config.data.root is empty'),
+])
+def test_user_errors_are_one_line(tmp_path, flags, message):
+  out = _main(tmp_path, *flags)
+  assert out.returncode != 0 and 'Traceback' not in out.stderr and message in out.stderr.strip().splitlines()[-1]
+
+
+def test_a_wrong_root_names_the_layout(dyna_checkpoint, tmp_path):
+  with pytest.raises(FileNotFoundError, match='no usable Stereo4D clip'):
+    evaluate(_config(dyna_checkpoint, tmp_path / 'nothing'), str(tmp_path / 'w'))
