@@ -15,6 +15,7 @@ from dynadust3r_jax.evaluation.depth_motion import pair_metrics
 from dynadust3r_jax.evaluation.evaluate import evaluate
 from dynadust3r_jax.evaluation.pair_protocol import GT_KEYS, sample_pairs, sequence_rng
 from dynadust3r_jax.evaluation.video_protocol import crop_window
+from tests import eval_formats
 
 ROOT = Path(__file__).parents[1]
 SIZE = 64
@@ -22,29 +23,17 @@ SIZE = 64
 
 @pytest.fixture(scope='module')
 def clip():
-  return synthetic.make_clip(seed=3, num_frames=8, size=SIZE)
-
-
-def _camera_tracks(arrays):
-  """A Stereo4D clip as data/sequence.py tracks: (T, N, 3) in each frame's camera, NaN where absent."""
-  c = stereo4d.Clip('c', arrays['camera2world'].astype(np.float64),
-                    np.repeat(np.arange(len(arrays['track_lengths'])), arrays['track_lengths']),
-                    arrays['track_indices'].astype(np.int64), arrays['track_coordinates'])
-  world = c.dense_tracks().transpose(1, 0, 2).astype(np.float64)      # (T, N, 3)
-  w2c = np.stack([stereo4d.world_to_camera(m) for m in c.camera2world])
-  return np.einsum('tij,tnj->tni', w2c[:, :3, :3], world) + w2c[:, None, :3, 3], w2c, c
+  return eval_formats.Clip(seed=3, num_frames=8, size=SIZE)
 
 
 def test_pair_targets_equal_the_training_targets(clip):
   """Two constructions of the same GT: the training example of triplet (l, r, r) from world tracks, and
   pair_targets from camera-frame tracks with the Stereo4D K in OpenCV's pixel-index convention."""
-  tracks, w2c, c = _camera_tracks(clip)
-  K = stereo4d.intrinsics(SIZE, SIZE)
-  K_index = K - np.array([[0, 0, .5], [0, 0, .5], [0, 0, 0]])  # Stereo4D's rays go through pixel centres
+  c = clip.stereo4d                                              # clip.K: Stereo4D's K, pixel centres at integers
   for l, r in ((0, 3), (2, 7), (5, 4)):
-    frames = (c.frame(l, clip['frames'][l]), c.frame(r, None), c.frame(r, clip['frames'][r]))
+    frames = (c.frame(l, clip.images[l]), c.frame(r, None), c.frame(r, clip.images[r]))
     want = stereo4d.build_example(frames, (l, r, r))
-    got = pair_targets(tracks, np.isfinite(tracks).all(-1), w2c, (K_index, K_index), (SIZE, SIZE), l, r)
+    got = pair_targets(clip.camera, clip.visible, clip.w2c, (clip.K, clip.K), (SIZE, SIZE), l, r)
     for key in GT_KEYS:
       assert got[key].dtype == want[key].dtype, key
       np.testing.assert_allclose(got[key], want[key], atol=1e-5, err_msg=key)
@@ -62,9 +51,7 @@ def _perfect(gt, scale=1.0, structure_error=0.0):
 
 @pytest.fixture(scope='module')
 def gt_batch(clip):
-  tracks, w2c, _ = _camera_tracks(clip)
-  K = stereo4d.intrinsics(SIZE, SIZE) - np.array([[0, 0, .5], [0, 0, .5], [0, 0, 0]])
-  pairs = [pair_targets(tracks, np.isfinite(tracks).all(-1), w2c, (K, K), (SIZE, SIZE), l, r)
+  pairs = [pair_targets(clip.camera, clip.visible, clip.w2c, (clip.K, clip.K), (SIZE, SIZE), l, r)
            for l, r in ((0, 3), (1, 6))]
   return {k: np.stack([p[k] for p in pairs]) for k in GT_KEYS}
 
@@ -123,15 +110,6 @@ def test_crop_window_maps_the_processed_view_back():
 # --- the job end to end ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope='module')
-def dyna_checkpoint(tmp_path_factory):
-  from convert_weights import convert
-  from tests.test_dynadust3r import SHARED_DPT, _dyna_model_string
-  out = tmp_path_factory.mktemp('dyna') / 'tiny_dyna'
-  convert(str(SHARED_DPT) + '.pth', str(out), model=_dyna_model_string(), seed=1)
-  return str(out)
-
-
-@pytest.fixture(scope='module')
 def stereo4d_root(tmp_path_factory):
   root = tmp_path_factory.mktemp('s4d')
   synthetic.write_clips(str(root), 'test', 3, 8, size=SIZE, seed=5)
@@ -180,17 +158,14 @@ def _main(tmp_path, *flags):
                          f'--workdir={tmp_path}/w', *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_a_dust3r_checkpoint_has_no_motion_metrics(stereo4d_root, tmp_path):
-  from convert_weights import convert
-  from tests.conftest import FIXTURES
-  convert(str(FIXTURES / 'shared' / 'dust3r_tiny_dpt.pth'), str(tmp_path / 'dust3r'))
+def test_a_dust3r_checkpoint_has_no_motion_metrics(dust3r_checkpoint, stereo4d_root, tmp_path):
   root, _ = stereo4d_root
-  out = _main(tmp_path, f'--config.checkpoint={tmp_path}/dust3r', f'--config.data.root={root}')
+  out = _main(tmp_path, f'--config.checkpoint={dust3r_checkpoint}', f'--config.data.root={root}')
   assert out.returncode != 0 and 'Traceback' not in out.stderr
   assert out.stderr.strip().splitlines()[-1] == (
-      f'main.py: config.checkpoint={tmp_path}/dust3r: a AsymmetricCroCo3DStereo model has no motion heads, so motion metrics '
-      'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
-  results = evaluate(_config(str(tmp_path / 'dust3r'), root, **{'pairs.metrics': ('depth',)}), str(tmp_path / 'd'))
+      f'main.py: config.checkpoint={dust3r_checkpoint}: a AsymmetricCroCo3DStereo model has no motion heads, so '
+      'motion metrics cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
+  results = evaluate(_config(dust3r_checkpoint, root, **{'pairs.metrics': ('depth',)}), str(tmp_path / 'd'))
   assert np.isfinite(results['aggregate']['abs_rel']) and 'epe3d' not in results['aggregate']
 
 

@@ -115,15 +115,6 @@ def test_per_image_motion_takes_the_nearest_later_frame():
   assert not flows[2].any() and not flows[3].any()
 
 
-@pytest.fixture(scope='module')
-def dyna_checkpoint(tmp_path_factory):
-  from convert_weights import convert
-  from tests.test_dynadust3r import SHARED_DPT, _dyna_model_string
-  out = tmp_path_factory.mktemp('dyna') / 'tiny_dyna'
-  convert(str(SHARED_DPT) + '.pth', str(out), model=_dyna_model_string(), seed=1)
-  return str(out)
-
-
 def test_reconstruct_video_with_dynadust3r(dyna_checkpoint, tmp_path):
   from configs import reconstruct as reconstruct_config
   from data import synthetic

@@ -23,9 +23,11 @@ from dynadust3r_jax.inference.reconstruct import model_from_config
 
 PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
              'co3d': 'relative_pose'}
-# benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes)
+# benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes; 'sequences' is
+# passed only when set, so the reader's default set applies otherwise: Bonn's five of MonST3R)
 READERS = {'adt': ('data.tapvid3d', ()), 'dynamic_replica': ('data.dynamic_replica', ('split',)),
-           'bonn': ('data.bonn', ()), 'sintel': ('data.sintel', ()), 'co3d': ('data.co3d', ('split',))}
+           'bonn': ('data.bonn', ('sequences',)), 'sintel': ('data.sintel', ('sequences',)),
+           'co3d': ('data.co3d', ('split',))}
 SKIPPABLE = (BadClip, LayoutError)  # a sequence's own data problem: skipped and counted
 
 
@@ -70,7 +72,8 @@ def _sequences(config) -> list:
   else:
     module, fields = READERS[config.benchmark]
     reader = importlib.import_module(module)
-    options = {f: config.data[f] for f in fields}
+    options = {f: tuple(config.data[f]) if f == 'sequences' else config.data[f] for f in fields
+               if f != 'sequences' or config.data.sequences}
     items = [(n, lambda n=n: reader.load_sequence(root, n, **options)) for n in reader.sequence_names(root, **options)]
   if config.data.sequences:
     names = {n for n, _ in items}
@@ -152,9 +155,9 @@ def evaluate(config, workdir: str) -> dict:
   if with_motion and arch != 'DynaDUSt3R':
     raise ValueError(f'config.checkpoint={config.checkpoint}: a {arch} model has no motion heads, so motion metrics '
                      'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
+  items = _sequences(config)  # a wrong root fails here, before anything is written
   settings = _settings(config)
   store = SequenceStore(workdir, settings)
-  items = _sequences(config)
   logging.info('evaluate %s (%s protocol): %s on %d sequences from %s', config.benchmark,
                settings['protocol'], arch, len(items), config.data.root)
   records, skipped, resumed = {}, {}, 0

@@ -9,10 +9,13 @@ that crop's size in original pixels and compared with the GT inside the crop (wi
 Bonn's 640×480 → 512×384, this is exactly MonST3R's resize to the GT size). Depth metrics:
 `depth.depth_evaluation` with one alignment for the whole sequence; the dataset value is the mean over
 sequences weighted by valid pixels. Poses: the aligned cam-to-world against the GT (evo, Sim(3)), mean over
-sequences.
+sequences; a trajectory evo cannot align (degenerate: e.g. all cameras at one point) gets NaN, named in the
+record, and is left out of the mean.
 """
 import cv2
 import numpy as np
+from absl import logging
+from evo.core.geometry import GeometryException
 
 from dynadust3r_jax.evaluation.depth import depth_evaluation
 from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
@@ -20,6 +23,8 @@ from dynadust3r_jax.inference.global_align import global_align
 from dynadust3r_jax.inference.images import load_arrays
 from dynadust3r_jax.inference.inference import inference
 from dynadust3r_jax.inference.pairs import make_pairs
+
+TRAJECTORY_METRICS = ('ate', 'rpe_trans', 'rpe_rot')
 
 
 def crop_window(view) -> tuple[slice, slice]:
@@ -64,6 +69,11 @@ def evaluate_video(seq, model, video, *, size, square_ok, batch_size, with_poses
   if with_poses:
     gt_c2w = np.linalg.inv(seq.world_to_camera[frames])
     stamps = None if seq.timestamps is None else np.asarray(seq.timestamps)[frames]
-    record['pose'] = {k: float(v) for k, v in
-                      trajectory_metrics(np.asarray(scene.cam_to_world, np.float64), gt_c2w, stamps).items()}
+    try:
+      metrics = trajectory_metrics(np.asarray(scene.cam_to_world, np.float64), gt_c2w, stamps)
+      record['pose'] = {k: float(v) for k, v in metrics.items()}
+    except GeometryException as e:  # e.g. all predicted cameras at one point: no Sim(3) alignment exists
+      logging.warning('%s: no trajectory metrics (%s)', seq.name, e)
+      record['pose'] = {k: float('nan') for k in TRAJECTORY_METRICS}
+      record['pose_error'] = str(e)
   return record
