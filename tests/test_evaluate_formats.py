@@ -138,3 +138,27 @@ def test_co3d_protocol_on_gt_predictions_is_perfect(clip, tmp_path):
   assert len(record['rot_err']) == 15 and max(record['rot_err']) < 1.0 and max(record['trans_err']) < 5.0
   agg = co3d_protocol.aggregate({seq.name: record})
   assert agg['RRA@15'] == agg['RTA@15'] == 100.0 and agg['mAA@30'] > 80
+
+
+def test_a_clip_without_tracks_is_skipped_and_counted(dyna_checkpoint, clip, tmp_path):
+  root = eval_formats.write_tapvid3d(clip, str(tmp_path / 'adt'))
+  eval_formats.write_tapvid3d(clip, root, name='Lite_release_empty_0')
+  path = tmp_path / 'adt' / 'Lite_release_empty_0.npz'
+  arrays = dict(np.load(path))
+  arrays['visibility'][:] = False
+  np.savez(path, **arrays)
+  results = evaluate(_config('adt', dyna_checkpoint, root), str(tmp_path / 'out'))
+  assert results['counts'] == {'evaluated': 1, 'skipped': 1, 'pairs': 3}
+  assert results['skipped'] == {'Lite_release_empty_0': 'Lite_release_empty_0: no visible track in any frame'}
+
+
+@pytest.mark.parametrize('bench, writer', [('adt', 'write_sintel'), ('sintel', 'write_bonn'), ('bonn', 'write_co3d'),
+                                           ('co3d', 'write_tapvid3d'), ('dynamic_replica', 'write_sintel'),
+                                           ('stereo4d', 'write_co3d')])
+def test_a_root_of_another_layout_is_one_message(dust3r_checkpoint, clip, tmp_path, bench, writer):
+  root = getattr(eval_formats, writer)(clip, str(tmp_path / 'data'))
+  with pytest.raises(FileNotFoundError) as error:
+    evaluate(_config(bench, dust3r_checkpoint, root, **{'pairs.metrics': ('depth',)}), str(tmp_path / 'out'))
+  message = str(error.value)
+  assert str(tmp_path / 'data') in message and 'expected' in message and '\n' not in message
+  assert not (tmp_path / 'out' / 'sequences').exists()

@@ -93,6 +93,8 @@ def _run_pairs(config, model, with_motion, opened):
   else:
     if opened.tracks_xyz is None or opened.intrinsics is None:
       raise LayoutError(f'{opened.name}: no 3D tracks or intrinsics in this sequence')
+    if not np.any(opened.visibility):
+      raise BadClip(f'{opened.name}: no visible track in any frame')
     if opened.world_to_camera is None and opened.dataset in ('adt', 'drivetrack'):
       raise ValueError(f'{opened.name}: the {opened.dataset} file has no extrinsics_w2c, which the motion of view 2 '
                        'needs; keep the GCS npz files or copy extrinsics_w2c across (tapnet PR #137, spec '
