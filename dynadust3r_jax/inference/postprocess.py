@@ -21,8 +21,8 @@ def confidence_masks(conf, min_conf_thr: float = 3.0):
 
 
 @jax.jit
-def _clean(conf, intrinsics, world_to_cam, depthmaps, pts3d, tol, bad_conf):
-  n, h, w = conf.shape
+def _clean(conf, intrinsics, world_to_cam, depthmaps, pts3d, sizes, tol, bad_conf):
+  n = conf.shape[0]
 
   def image(i, conf):
     # image i's world points in every camera j: (N, H, W, 3); pixels rounded (half to even, as torch)
@@ -31,6 +31,7 @@ def _clean(conf, intrinsics, world_to_cam, depthmaps, pts3d, tol, bad_conf):
     u = jnp.round(uvw[..., 0] / uvw[..., 2])
     v = jnp.round(uvw[..., 1] / uvw[..., 2])
     z = cam[..., 2]
+    h, w = sizes[:, 0, None, None], sizes[:, 1, None, None]   # camera j's own image size
     inside = (z > 0) & (u >= 0) & (u < w) & (v >= 0) & (v < h) & (jnp.arange(n) != i)[:, None, None]
     ui, vi = jnp.clip(u, 0, w - 1).astype(jnp.int32), jnp.clip(v, 0, h - 1).astype(jnp.int32)
     at = jax.vmap(lambda a, vv, uu: a[vv, uu])
@@ -42,17 +43,33 @@ def _clean(conf, intrinsics, world_to_cam, depthmaps, pts3d, tol, bad_conf):
   return jax.lax.fori_loop(0, n, image, conf)
 
 
+def _padded(arrays, shape):
+  """Per-image arrays (h_i, w_i, ...) → one (N, H, W, ...) float32 array, zero beyond each image."""
+  out = np.zeros((len(arrays), *shape, *np.shape(arrays[0])[2:]), np.float32)
+  for k, a in enumerate(arrays):
+    out[k, :a.shape[0], :a.shape[1]] = a
+  return out
+
+
 def clean_pointcloud(conf, intrinsics, cam_to_world, depthmaps, pts3d, tol: float = 0.001, bad_conf: float = 0.0):
-  """New confidences (N, H, W): conf_i clipped to `bad_conf` where image i's point lies in front of camera
-  j's depth (by more than `tol`, relative) and conf_i < conf_j there, for every j != i in turn; images in
-  order, each using the others' already cleaned values (DUSt3R's order).
-  conf, depthmaps (N, H, W); intrinsics (N, 3, 3); cam_to_world (N, 4, 4); pts3d (N, H, W, 3) world."""
+  """New confidences: conf_i clipped to `bad_conf` where image i's point lies in front of camera j's depth (by
+  more than `tol`, relative) and conf_i < conf_j there, for every j != i in turn; images in order, each using
+  the others' already cleaned values (DUSt3R's order).
+  conf, depthmaps (N, H, W); intrinsics (N, 3, 3); cam_to_world (N, 4, 4); pts3d (N, H, W, 3) world. Images
+  of different sizes come as lists of per-image arrays (as the Scene holds them), and so does the result:
+  they are padded to the largest size, each camera seeing only its own pixels."""
   if not 0 <= tol < 1:
     raise ValueError(f'clean_pointcloud: tol={tol} must be in [0, 1)')
+  shapes = [np.shape(c) for c in conf]
+  shape = tuple(np.max(shapes, axis=0))
   f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
   world_to_cam = jnp.linalg.inv(f32(cam_to_world))
-  return np.asarray(_clean(f32(conf), f32(intrinsics), world_to_cam, f32(depthmaps), f32(pts3d),
-                           jnp.float32(tol), jnp.float32(bad_conf)))
+  cleaned = np.asarray(_clean(f32(_padded(conf, shape)), f32(intrinsics), world_to_cam,
+                              f32(_padded(depthmaps, shape)), f32(_padded(pts3d, shape)),
+                              jnp.asarray(shapes, jnp.int32), jnp.float32(tol), jnp.float32(bad_conf)))
+  if isinstance(conf, list):
+    return [c[:h, :w] for c, (h, w) in zip(cleaned, shapes)]
+  return cleaned
 
 
 def segment_sky(img) -> np.ndarray:

@@ -142,9 +142,7 @@ def reconstruct(config, workdir: str) -> dict:
                    f'; known: {len(known_intrinsics)} intrinsics, {len(known_poses)} poses'
                    if config.known_cameras else '')
   with stages('postprocess'):
-    if config.clean_depth and isinstance(scene.conf, list):
-      logging.warning('clean_depth skipped: the images differ in size (clean_pointcloud takes one size for now)')
-    elif config.clean_depth:
+    if config.clean_depth:
       scene.conf = postprocess.clean_pointcloud(scene.conf, scene.intrinsics, scene.cam_to_world, scene.depthmaps,
                                                 scene.pts3d)
     if config.mask_sky:
