@@ -46,7 +46,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # pairs protocol (spec §3, §4.5): the choices the papers leave open, with the spec's defaults
   c.pairs = ml_collections.ConfigDict()
   c.pairs.per_sequence = 10         # random pairs per sequence
-  c.pairs.max_gap = 30              # frames between the two views: 1 <= t2 - t1 <= max_gap
+  c.pairs.max_gap = 30              # frames between the two views: min_gap <= t2 - t1 <= max_gap
+  c.pairs.min_gap = 1               # = max_gap for a fixed gap (the unofficial ADT eval's every 30 frames)
   c.pairs.scale = 'depth_median'    # depth_median: median(z_gt)/median(z_pred) on view 1 (A);
                                     # norm_median: median ‖X_gt‖/median ‖X̂‖ (B); per_view: one s per view (C)
   c.pairs.motion_error = 'displacement'  # displacement: s·M̂ − Δ; end_position: s·(P̂+M̂) − (P+Δ)

@@ -95,6 +95,8 @@ def test_pairs_are_seeded_per_sequence_and_within_the_gap():
   assert len(set(a)) == 200                                      # distinct
   assert sample_pairs(1, 5, 30, sequence_rng(0, 'x')) == []
   assert sorted(sample_pairs(4, 20, 2, sequence_rng(0, 'x'))) == [(0, 1), (0, 2), (1, 2), (1, 3), (2, 3)]
+  fixed = sample_pairs(40, 5, 30, sequence_rng(0, 'x'), min_gap=30)
+  assert len(fixed) == 5 and all(t2 - t1 == 30 for t1, t2 in fixed)
 
 
 def test_crop_window_maps_the_processed_view_back():

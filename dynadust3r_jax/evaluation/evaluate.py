@@ -88,7 +88,7 @@ def _run_pairs(config, model, with_motion, opened):
   p = config.pairs
   if isinstance(opened, Mp4Clip):
     pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
-                                       pair_protocol.sequence_rng(config.seed, opened.clip.name))
+                                       pair_protocol.sequence_rng(config.seed, opened.clip.name), p.min_gap)
     examples = pair_protocol.stereo4d_examples(opened, pairs)
   else:
     if opened.tracks_xyz is None or opened.intrinsics is None:
@@ -100,7 +100,7 @@ def _run_pairs(config, model, with_motion, opened):
                        'needs; keep the GCS npz files or copy extrinsics_w2c across (tapnet PR #137, spec '
                        'evaluation.md §4.1)')
     pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
-                                       pair_protocol.sequence_rng(config.seed, opened.name))
+                                       pair_protocol.sequence_rng(config.seed, opened.name), p.min_gap)
     examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
   if not examples:
     raise BadClip('fewer than two frames')

@@ -1,7 +1,7 @@
 """The pairs protocol of DynaDUSt3R's tables (spec evaluation.md §3, §4.5, §5.7): Stereo4D test, ADT, Dynamic Replica.
 
-Per sequence, `per_sequence` distinct random frame pairs (t1, t2) with 1 <= t2 − t1 <= max_gap (uniform over
-all such pairs) are drawn from a
+Per sequence, `per_sequence` distinct random frame pairs (t1, t2) with min_gap <= t2 − t1 <= max_gap (uniform
+over all such pairs) are drawn from a
 generator seeded by (seed, the sequence's name), so a pair set does not depend on which other sequences
 run or in what order (a resumed evaluation draws the same pairs). Each pair is one network call, view 1 =
 frame t1, view 2 = frame t2, a DynaDUSt3R model with query times [1, 1, 0] (motion of view 1 to t2, of
@@ -30,10 +30,13 @@ def sequence_rng(seed: int, name: str) -> np.random.Generator:
   return np.random.default_rng([seed, zlib.crc32(name.encode())])
 
 
-def sample_pairs(num_frames: int, count: int, max_gap: int, rng: np.random.Generator) -> list[tuple[int, int]]:
-  """`count` distinct pairs (t1, t2), 1 <= t2 − t1 <= max_gap, uniform over all such pairs (all of them
-  when there are fewer), in drawing order."""
-  candidates = [(t1, t2) for t1 in range(num_frames) for t2 in range(t1 + 1, min(num_frames, t1 + max_gap + 1))]
+def sample_pairs(num_frames: int, count: int, max_gap: int, rng: np.random.Generator,
+                 min_gap: int = 1) -> list[tuple[int, int]]:
+  """`count` distinct pairs (t1, t2), min_gap <= t2 − t1 <= max_gap, uniform over all such pairs (all of
+  them when there are fewer), in drawing order. min_gap = max_gap = 30: a fixed gap (the unofficial ADT
+  evaluation's 'every_30_frames', spec evaluation.md §4.5)."""
+  candidates = [(t1, t2) for t1 in range(num_frames)
+                for t2 in range(t1 + max(1, min_gap), min(num_frames, t1 + max_gap + 1))]
   picked = rng.permutation(len(candidates))[:count]
   return [candidates[i] for i in picked]
 
