@@ -33,12 +33,22 @@ fixed in that frame, so a tracked point keeps its colour in every frame (up to H
 
 The same seed gives byte-identical files: fixed zip timestamps, x264 with a fixed thread count and
 bit-exact muxing without metadata.
+
+Static multi-view scenes (DUSt3R-style training pairs), in DUSt3R's processed CO3D layout (data/co3d.py):
+
+    python -m data.synthetic --layout=co3d --output=DIR --split=train --num_scenes=4 --num_views=8 [--size=512]
+
+writes DIR/selected_seqs_SPLIT.json and DIR/synthetic/SPLIT_NNNN/{images,depths,masks}/frameXXXXXX.*
+(`write_static_scenes`, `ensure_static_scenes`; `make_static_scene` returns one scene's arrays). A scene is
+a clip's room and objects held still, seen by cameras on an arc looking at the objects (so the views
+overlap); the mask is the objects (object_id > 0); depth is metres, K is in the pixel-index convention.
 """
 import dataclasses
 import fractions
 import json
 import os
 import pathlib
+import re
 import shutil
 import string
 import zipfile
@@ -64,6 +74,7 @@ FOV_BOUNDS = (-90.0, 90.0, -90.0, 90.0)    # VR180 half-image bounds: [yaw0, yaw
 VIDEO_ID_CHARS = string.ascii_letters + string.digits + '-_'
 COMPLETE_MARKER = '.complete.json'        # in SPLIT/, written last by write_clips
 PARTIAL_DIR = '.partial'                   # files being written, moved into place when whole
+STATIC_ARC_DEG = (40.0, 80.0)              # azimuth span of a static scene's camera arc
 NPZ_KEYS = ('name', 'video_id', 'timestamps', 'camera2world', 'track_lengths', 'track_indices',
             'track_coordinates', 'rectified2rig', 'fov_bounds')
 
@@ -590,6 +601,200 @@ def ensure_clips(output: str, split: str, num_clips: int, num_frames: int, **kwa
   write_clips(output, split, num_clips, num_frames, **kwargs)
 
 
+# --- static multi-view scenes (processed CO3D layout) ----------------------------------------------
+
+
+@dataclasses.dataclass
+class ViewCameras:
+  """Fixed cameras, one per view: what `render_frame` asks a CameraPath for (pose(t) of view t)."""
+  rotations: np.ndarray      # (V, 3, 3) camera → scene
+  centres: np.ndarray        # (V, 3)
+
+  def pose(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+    return self.rotations[t], self.centres[t]
+
+
+def _frozen(body: Body) -> Body:
+  """The body held still at its frame-0 pose."""
+  rotation, position = body.pose(0)
+  return dataclasses.replace(body, centre=position, sway=np.zeros(3), spin_rate=0.0, orientation=rotation)
+
+
+def _reach(body: Body) -> float:
+  """Bounding radius of a body about its centre."""
+  return float(body.half_size[0] if body.kind == 'sphere' else np.linalg.norm(body.half_size))
+
+
+def look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """(3, 3) camera → scene rotation of a camera at `centre` looking at `target`, OpenCV axes, no roll
+  (the scene's +y is down: the camera's x axis stays horizontal)."""
+  z = (target - centre) / np.linalg.norm(target - centre)
+  x = np.cross([0.0, 1.0, 0.0], z)
+  x /= np.linalg.norm(x)
+  return np.stack([x, np.cross(z, x), z], axis=1)
+
+
+def _arc_cameras(rng: np.random.Generator, bodies: list[Body], num_views: int, tries: int = 200) -> ViewCameras:
+  """`num_views` cameras on an arc around the objects' centroid, each looking at it (± a few cm).
+
+  The arc spans STATIC_ARC_DEG (drawn) in azimuth about the scene's vertical, in front of the objects
+  (the side the clips' camera sees them from), its radius and the cameras' height above the centroid
+  drawn too. Arcs that put a camera within 0.3 m of an object's bounding sphere or of a wall are redrawn.
+  """
+  room, objects = bodies[0], bodies[1:]
+  target = np.mean([b.centre for b in objects], axis=0)
+  lo, hi = room.centre - room.half_size + 0.3, room.centre + room.half_size - 0.3
+  fractions_ = np.linspace(-0.5, 0.5, num_views) if num_views > 1 else np.zeros(1)
+  for _ in range(tries):
+    span, middle = np.deg2rad(rng.uniform(*STATIC_ARC_DEG)), np.deg2rad(rng.uniform(-15, 15))
+    radius = rng.uniform(4.0, 6.0)
+    azimuth = middle + span * fractions_
+    height = rng.uniform(0.2, 1.0) + rng.uniform(-0.15, 0.15, num_views)   # above the centroid (y is down)
+    centres = target + np.stack([radius * np.sin(azimuth), -height, -radius * np.cos(azimuth)], axis=1)
+    clear = all(np.linalg.norm(c - b.centre) > _reach(b) + 0.3 for c in centres for b in objects)
+    if clear and np.all((centres > lo) & (centres < hi)):
+      targets = target + rng.normal(0, 0.05, (num_views, 3))
+      return ViewCameras(np.stack([look_at(c, t) for c, t in zip(centres, targets)]), centres)
+  raise RuntimeError(f'no camera arc clear of the objects and walls in {tries} tries')
+
+
+def pixel_index_intrinsics(size: int, focal: float) -> np.ndarray:
+  """(3, 3) K of the renderer's camera with pixel (c, r)'s centre at (c, r) (data/sequence.py and processed
+  CO3D's convention; the renderer casts rays through (c + 0.5, r + 0.5) about the centre size/2)."""
+  return np.array([[focal, 0, size / 2 - 0.5], [0, focal, size / 2 - 0.5], [0, 0, 1]])
+
+
+def make_static_scene(seed: int, num_views: int, size: int = 512, hfov: float = 60.0) -> dict:
+  """One static scene seen from `num_views` cameras on an arc looking at its objects (`_arc_cameras`):
+  the clips' room and objects (`random_scene`), held still at their frame-0 pose.
+
+  Returns `images` (V, H, W, 3) uint8 RGB, `depth` (V, H, W) float32 camera z of each pixel centre's hit
+  (m), `object_id` (V, H, W) uint8 (0: the room), `mask` (V, H, W) bool (object_id > 0: the objects are
+  the foreground), `K` (3, 3) float64 (pixel-index convention, `pixel_index_intrinsics`) and `c2w`
+  (V, 4, 4) float64 camera → world (OpenCV axes; the world frame is the scene's `world_from_scene`).
+  Colours are view-independent (texture and shading fixed in each body's frame), so a surface point
+  has one colour in every view. H = W = size.
+  """
+  if size < 2:
+    raise ValueError(f'size={size}: need at least 2 pixels')
+  if num_views < 2:
+    raise ValueError(f'num_views={num_views}: a multi-view scene needs at least 2 views')
+  rng = np.random.default_rng(seed)
+  scene = random_scene(rng)
+  bodies = [_frozen(b) for b in scene.bodies]
+  scene = dataclasses.replace(scene, bodies=bodies, camera=_arc_cameras(rng, bodies, num_views))
+  focal = focal_length(size, hfov)
+  frames = [render_frame(scene, t, size, focal) for t in range(num_views)]
+  world = scene.world_from_scene
+  c2w = np.tile(np.eye(4), (num_views, 1, 1))
+  for t, f in enumerate(frames):
+    c2w[t, :3, :3], c2w[t, :3, 3] = world[:, :3] @ f.rotation, _apply(world, f.centre[:, None])[:, 0]
+  object_id = np.stack([f.object_id for f in frames])
+  return {'images': np.stack([f.image for f in frames]), 'depth': np.stack([f.depth for f in frames]).astype(np.float32),
+          'object_id': object_id, 'mask': object_id > 0, 'K': pixel_index_intrinsics(size, focal), 'c2w': c2w}
+
+
+def static_scene_name(split: str, k: int) -> str:
+  """Sequence name of scene k of a `write_static_scenes` set of `split` (the split keeps a train and a test
+  set apart in one root, as CO3D's train and test sequences share its category folders)."""
+  return f'{split}_{k:04d}'
+
+
+def _static_generation(num_scenes, num_views, size, hfov, seed, category) -> dict:
+  return dict(layout='co3d', num_scenes=num_scenes, num_views=num_views, size=size, hfov=hfov, seed=seed,
+              category=category)
+
+
+def _static_marker(output: str, split: str) -> str:
+  return os.path.join(output, f'.complete_{split}.json')
+
+
+def write_static_scenes(output: str, split: str, num_scenes: int, num_views: int, size: int = 512,
+                        hfov: float = 60.0, seed: int = 0, category: str = 'synthetic') -> list[str]:
+  """Write static scenes 0..num_scenes-1 (scene k: `make_static_scene(clip_seed(seed, k), ...)`) in DUSt3R's
+  processed CO3D layout (data/co3d.py, spec evaluation.md §8.2) under `output`; returns their sequence
+  folders `output/<category>/<split>_<k:04d>`, each with frames 0..num_views-1 and listed in
+  `output/selected_seqs_<split>.json`. `split` is 'train' or 'test' (the names data.co3d reads).
+
+  A sequence is written whole in `output/.partial/<split>/` and then moved into place; the selection JSON
+  follows, and `output/.complete_<split>.json` (these arguments and the sequence names) last, after the
+  previous marker has been removed first: `is_static_complete` tells a finished set from a cut-short one."""
+  from data import co3d  # pylint: disable=import-outside-toplevel (cv2 and PIL: only for this layout)
+  if split not in co3d.SPLITS:
+    raise ValueError(f'split={split!r}: processed CO3D has the splits {co3d.SPLITS}')
+  if num_scenes < 1:
+    raise ValueError(f'num_scenes={num_scenes}: need at least one scene')
+  marker = _static_marker(output, split)
+  if os.path.exists(marker):
+    os.remove(marker)
+  staging = os.path.join(output, PARTIAL_DIR, split)
+  shutil.rmtree(staging, ignore_errors=True)
+  seq_dirs, names = [], []
+  for k in range(num_scenes):
+    arrays = make_static_scene(clip_seed(seed, k), num_views, size, hfov)
+    name = static_scene_name(split, k)
+    staged, final = os.path.join(staging, category, name), os.path.join(output, category, name)
+    for t in range(num_views):
+      co3d.write_frame(staged, t, arrays['images'][t], arrays['depth'][t], arrays['mask'][t], arrays['K'],
+                       arrays['c2w'][t])
+    shutil.rmtree(final, ignore_errors=True)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    os.replace(staged, final)
+    seq_dirs.append(final)
+    names.append(name)
+  co3d.write_selected_seqs(staging, split, {category: {n: list(range(num_views)) for n in names}})
+  os.replace(os.path.join(staging, f'selected_seqs_{split}.json'), os.path.join(output, f'selected_seqs_{split}.json'))
+  _write_in_place(marker, lambda path: pathlib.Path(path).write_text(json.dumps(
+      dict(_static_generation(num_scenes, num_views, size, hfov, seed, category), sequences=names), indent=1)))
+  for directory in (os.path.join(staging, category), staging, os.path.join(output, PARTIAL_DIR)):
+    if os.path.isdir(directory) and not os.listdir(directory):
+      os.rmdir(directory)
+  return seq_dirs
+
+
+def is_static_complete(output: str, split: str, num_scenes: int, num_views: int, size: int = 512,
+                       hfov: float = 60.0, seed: int = 0, category: str = 'synthetic') -> bool:
+  """Whether `output` holds a finished `write_static_scenes` set of `split` made with exactly these
+  arguments: its marker, its selection JSON and every file of every frame."""
+  from data import co3d  # pylint: disable=import-outside-toplevel
+  try:
+    marker = json.loads(pathlib.Path(_static_marker(output, split)).read_text())
+    selected = json.loads(pathlib.Path(output, f'selected_seqs_{split}.json').read_text())
+  except (OSError, ValueError):
+    return False
+  expected = _static_generation(num_scenes, num_views, size, hfov, seed, category)
+  names = [static_scene_name(split, k) for k in range(num_scenes)]
+  if {k: marker.get(k) for k in expected} != expected or marker.get('sequences') != names:
+    return False
+  if selected != {category: {n: list(range(num_views)) for n in names}}:
+    return False
+  return all(os.path.isfile(path) for n in names for t in range(num_views)
+             for path in co3d._paths(os.path.join(output, category, n), t).values())  # pylint: disable=protected-access
+
+
+def ensure_static_scenes(output: str, split: str, num_scenes: int, num_views: int, **kwargs) -> None:
+  """A finished set of these static scenes in `output` (split `split`), made afresh unless one is there.
+
+  A set cut short, or made with other arguments, is deleted first: this split's marker, selection JSON,
+  staging folder and every `<split>_NNNN` sequence folder of the category. Only for folders this project
+  owns: it deletes what it finds there."""
+  if is_static_complete(output, split, num_scenes, num_views, **kwargs):
+    return
+  category = kwargs.get('category', 'synthetic')
+  for path in (_static_marker(output, split), os.path.join(output, f'selected_seqs_{split}.json')):
+    if os.path.exists(path):
+      os.remove(path)
+  shutil.rmtree(os.path.join(output, PARTIAL_DIR, split), ignore_errors=True)
+  category_dir = os.path.join(output, category)
+  if os.path.isdir(category_dir):
+    pattern = re.compile(rf'{re.escape(split)}_\d{{4,}}')
+    for name in os.listdir(category_dir):
+      if pattern.fullmatch(name):
+        shutil.rmtree(os.path.join(category_dir, name))
+  logging.info('making %d synthetic static scenes in %s (%s)', num_scenes, output, split)
+  write_static_scenes(output, split, num_scenes, num_views, **kwargs)
+
+
 def _define_flags():
   flags.DEFINE_string('output', None, 'Root: OUTPUT/SPLIT/*.npz and OUTPUT/lefteye-perspective/SPLIT/*.mp4.')
   flags.DEFINE_string('split', 'train', 'Split folder name.')
@@ -599,12 +804,24 @@ def _define_flags():
   flags.DEFINE_float('hfov', 60.0, 'Horizontal field of view (deg).')
   flags.DEFINE_integer('seed', 0, 'Seed of the clip set; clip k uses clip_seed(seed, k).')
   flags.DEFINE_integer('gop', 30, 'Keyframe interval of the mp4 (frames).')
+  flags.DEFINE_enum('layout', 'stereo4d', ['stereo4d', 'co3d'],
+                    "stereo4d: moving clips (the flags above); co3d: static multi-view scenes in DUSt3R's "
+                    'processed CO3D layout (--num_scenes, --num_views, --category, --size, --hfov, --seed; '
+                    '--split train or test).')
+  flags.DEFINE_integer('num_scenes', 1, 'Number of static scenes (--layout=co3d).')
+  flags.DEFINE_integer('num_views', 8, 'Views per static scene (--layout=co3d).')
+  flags.DEFINE_string('category', 'synthetic', 'CO3D category folder of the static scenes (--layout=co3d).')
   flags.mark_flag_as_required('output')
 
 
 def main(argv):
   del argv
   f = flags.FLAGS
+  if f.layout == 'co3d':
+    for seq_dir in write_static_scenes(f.output, f.split, f.num_scenes, f.num_views, f.size, f.hfov, f.seed,
+                                       f.category):
+      logging.info('wrote %s', seq_dir)
+    return
   for npz, mp4 in write_clips(f.output, f.split, f.num_clips, f.num_frames, f.size, f.hfov, f.seed, f.gop):
     logging.info('wrote %s and %s', npz, mp4)
 
