@@ -21,7 +21,7 @@ suite with one line. A later benchmark registers itself by adding one `Part` to 
 the 8 files that come back: one .jsonl per part plus summary.md).
 
 Budget plan for one H200 (GPU seconds, compiles included; the whole run under 8 minutes):
-  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 40, data 40 = 472 s + the install
+  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 40, data 45 = 477 s + the install
   (~5 s).
   Each part's lines give its compile times (compile_s): the numbers to re-plan the budgets with.
 """
@@ -160,14 +160,16 @@ def align_part(ctx):
 
 
 def data_part(ctx):
-  from benchmarks import data  # noqa: PLC0415
+  from benchmarks import clip_index, data  # noqa: PLC0415
   with tempfile.TemporaryDirectory() as workdir:
     if ctx.dry_run:
       data.run(workdir, size=64, num_frames=8, num_clips=2, gops=(), samples=3, profile_samples=2,
                iterator_workers=(1,), batch_size=2, iterator_batches=2, emit=ctx.emit)
+      clip_index.run(workdir, num_clips=50, repeats=1, emit=ctx.emit)
     else:  # no mp4 (no decord / ffmpeg carried): the pre-decoded path, per core and with 16 Grain workers
       data.run(workdir, size=512, num_frames=30, num_clips=3, gops=(), samples=40, profile_samples=10,
                iterator_workers=(16,), batch_size=8, iterator_batches=32, emit=ctx.emit)
+      clip_index.run(workdir, num_clips=2000, emit=ctx.emit)
 
 
 # --- summary tables ----------------------------------------------------------------------------------------
@@ -280,6 +282,9 @@ def data_table(rows):
     elif r['bench'] == 'data_iterator':
       cells.append([f'Grain iterator {r["path"]}', r.get('gop'), r['num_workers'], r['samples_per_s'], 'samples/s',
                     ''])
+    elif r['bench'] == 'clip_index':
+      cells.append([f'find_clips, no index ({r["num_clips"]} clips)', '', 1, r['cold_clips_per_s'], 'clips/s', ''])
+      cells.append([f'find_clips, index ({r["cold_over_warm"]}x)', '', 1, r['warm_clips_per_s'], 'clips/s', ''])
   return _table(['measurement', 'gop', 'processes', 'rate', 'unit', 'per CPU s'], cells)
 
 
@@ -292,7 +297,8 @@ PARTS = [
          {'train_step': ('ms_per_step', 'pairs_per_s', 'tflops', 'compile_s')}),
     Part('align', 40, align_part, align_table,
          {'align': ('jax_init_s', 'jax_compile_s', 'jax_loop_ms_per_iter', 'jax_final_loss', 'jax_peak_bytes')}),
-    Part('data', 40, data_part, data_table, {'data_sample': ('samples_per_s',), 'data_iterator': ('samples_per_s',)},
+    Part('data', 45, data_part, data_table, {'data_sample': ('samples_per_s',), 'data_iterator': ('samples_per_s',),
+                                             'clip_index': ('cold_s', 'warm_s', 'cold_over_warm')},
          env={'JAX_PLATFORMS': 'cpu'}),   # CPU only: its 16 worker processes must not open the GPU
 ]
 PART_NAMES = [p.name for p in PARTS]
