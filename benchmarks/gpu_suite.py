@@ -20,9 +20,9 @@ inside its part. A part writes OUT/<part>.jsonl (its JSON lines); the suite then
 suite with one line. A later benchmark registers itself by adding one `Part` to PARTS (keep OUT within
 the 8 files that come back: one .jsonl per part plus summary.md).
 
-Budget plan for one H200 (GPU seconds, compiles included; the whole run under 8 minutes):
-  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 40, data 45 = 477 s + the install
-  (~5 s).
+Budget plan for one H200 (GPU seconds, compiles included; the whole run under 9 minutes):
+  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 85 (global alignment 40, then
+  the evaluation job's pairs throughput 45), data 45 = 522 s + the install (~5 s).
   Each part's lines give its compile times (compile_s): the numbers to re-plan the budgets with.
 """
 import dataclasses
@@ -148,6 +148,9 @@ def train_step_part(ctx):
                    budget=ctx.budget, emit=ctx.emit)
 
 
+EVALUATE_ESTIMATE_S = 45    # benchmarks/evaluate.py on one H200: compiles at batch 1 and 8 + 2 x 16 pairs
+
+
 def align_part(ctx):
   from benchmarks import align  # noqa: PLC0415
   torch_python = _torch_python(ctx, 'align')
@@ -157,6 +160,14 @@ def align_part(ctx):
   else:  # the issue's target first (50 images swin-5); 20 images only if the budget has room left
     align.run(sizes=(50, 8, 20), height=384, width=512, niter=300, torch_python=torch_python, torch_loop_s=5,
               budget=ctx.budget, emit=ctx.emit)
+  # the evaluation job's pairs protocol (pairs/s, batched vs one pair per call): two compiles of the 512² model
+  from benchmarks import evaluate  # noqa: PLC0415
+  if ctx.dry_run:
+    evaluate.run(tiny=True, size=64, pairs=4, batch_sizes=(1, 2), emit=ctx.emit)
+  elif ctx.budget.allows(EVALUATE_ESTIMATE_S):
+    evaluate.run(size=512, pairs=16, batch_sizes=(1, 8), emit=ctx.emit)
+  else:
+    ctx.emit(dict(bench='evaluate_pairs', skipped=f'budget: {ctx.budget.left():.0f} s left, needs ~{EVALUATE_ESTIMATE_S} s'))
 
 
 def data_part(ctx):
@@ -253,8 +264,11 @@ def train_step_table(rows):
 
 
 def align_table(rows):
+  evaluation = [r for r in rows if r['bench'] == 'evaluate_pairs']
   cells = []
   for r in rows:
+    if r['bench'] == 'evaluate_pairs':
+      continue
     what = [r.get('n_images', ''), r.get('graph', ''), r.get('n_edges', '')]
     if 'skipped' in r:
       cells.append(what + _skip(r, 11))
@@ -268,7 +282,12 @@ def align_table(rows):
   return _table(['images', 'graph', 'edges', 'jax init s', 'compile s', 'jax ms/iter', 'jax init+loop s',
                  'torch init s', 'torch ms/iter', 'loop speedup', 'total speedup', 'loss rel diff',
                  'jax MiB (XLA)', 'torch MiB'], cells) + \
-      ['', '*: the PyTorch loop stopped early; its time per step is extrapolated (losses compared at its last step)']
+      ['', '*: the PyTorch loop stopped early; its time per step is extrapolated (losses compared at its last step)',
+       '', 'The evaluation job\'s pairs protocol (benchmarks/evaluate.py):', ''] + \
+      _table(['model', 'size', 'batch', 'GT ms/pair', 'inference+metrics ms/pair', 'pairs/s', 'vs batch 1'],
+             [_skip(r, 7) if 'skipped' in r else [r['model'], r['size'], r['batch_size'], r['gt_ms_per_pair'],
+                                                  r['eval_ms_per_pair'], r['pairs_per_s'], r['ratio_vs_batch1']]
+              for r in evaluation])
 
 
 def data_table(rows):
@@ -295,8 +314,9 @@ PARTS = [
     Part('attention', 42, attention_part, attention_table, {'rope_attention': ('ms', 'tflops')}),
     Part('train_step', 130, train_step_part, train_step_table,
          {'train_step': ('ms_per_step', 'pairs_per_s', 'tflops', 'compile_s')}),
-    Part('align', 40, align_part, align_table,
-         {'align': ('jax_init_s', 'jax_compile_s', 'jax_loop_ms_per_iter', 'jax_final_loss', 'jax_peak_bytes')}),
+    Part('align', 85, align_part, align_table,
+         {'align': ('jax_init_s', 'jax_compile_s', 'jax_loop_ms_per_iter', 'jax_final_loss', 'jax_peak_bytes'),
+          'evaluate_pairs': ('pairs_per_s', 'ratio_vs_batch1')}),
     Part('data', 45, data_part, data_table, {'data_sample': ('samples_per_s',), 'data_iterator': ('samples_per_s',),
                                              'clip_index': ('cold_s', 'warm_s', 'cold_over_warm')},
          env={'JAX_PLATFORMS': 'cpu'}),   # CPU only: its 16 worker processes must not open the GPU
