@@ -10,6 +10,9 @@ DynaDUSt3R adds four motion terms of the same form on the positions at the query
 predicted displacement vs the track's GT position), with the motion heads' confidences, the pointmaps'
 scales, and masks = source pixel valid ∧ target valid. All six terms weigh 1.
 
+The test criterion of DUSt3R (checkpoint selection), `Regr3D_ScaleShiftInv(L21, gt_scale=True)`, is
+`scale_shift_inv_loss`.
+
 Batches are the data pipeline's dicts (data/stereo4d.py): pts3d1, pts3d2, valid1, valid2, target_*,
 valid_*; predictions are the model's outputs (model/dust3r.py, model/dyna_dust3r.py).
 """
@@ -78,3 +81,46 @@ def dynadust3r_loss(res1, res2, batch, alpha=ALPHA):
     motion_errors.append(err)
   metrics['avg_motion_pc_error'] = sum(motion_errors) / len(motion_errors)
   return loss, metrics
+
+
+def _lower_median(x, valid):
+  """(B,) torch.nanmedian over each item's valid entries: the lower of the two middle values for an even
+  count (NaN where none). x, valid: (B, n)."""
+  n = jnp.sum(valid, axis=1)
+  ordered = jnp.sort(jnp.where(valid, x, jnp.inf), axis=1)
+  median = jnp.take_along_axis(ordered, jnp.maximum(n - 1, 0)[:, None] // 2, axis=1)[:, 0]
+  return jnp.where(n > 0, median, jnp.nan)
+
+
+def _shift_scale(pts, valid):
+  """DUSt3R's ShiftInv then ScaleInv normalisers of one side (no gradient): pts (B, n, 3) with z shifted by
+  the median z, and the scale nanmedian ‖X − c‖ with c the per-coordinate median of the shifted points."""
+  shift = jax.lax.stop_gradient(_lower_median(pts[..., 2], valid))
+  pts = pts.at[..., 2].add(-shift[:, None])
+  centre = jnp.stack([_lower_median(pts[..., k], valid) for k in range(3)], -1)
+  scale = _lower_median(jnp.linalg.norm(pts - centre[:, None], axis=-1), valid)
+  return pts, jax.lax.stop_gradient(scale)
+
+
+def scale_shift_inv_loss(res1, res2, batch):
+  """DUSt3R's test criterion `Regr3D_ScaleShiftInv(L21, gt_scale=True)` (spec dust3r.md §2) → (loss, metrics).
+
+  The prediction is avg_dis-normalised with the GT masks; both sides get their z shifted by their median z
+  over the valid pixels of both views, then the prediction is rescaled by s_gt/s_pred (s = median distance
+  to the per-coordinate median; s_pred clipped to [1e-3, 1e3]); the loss is the mean ‖P − G‖ over the valid
+  pixels of the batch, per view, summed over the views. Medians are torch's nanmedian (lower middle value)."""
+  b = batch['pts3d1'].shape[0]
+  valid = jnp.concatenate([batch['valid1'].reshape(b, -1), batch['valid2'].reshape(b, -1)], axis=1)
+  gt = jnp.concatenate([batch['pts3d1'].reshape(b, -1, 3), batch['pts3d2'].reshape(b, -1, 3)], axis=1)
+  pred = jnp.concatenate([res1['pts3d'].reshape(b, -1, 3), res2['pts3d_in_other_view'].reshape(b, -1, 3)], axis=1)
+  pred = pred / avg_dis_scale(res1['pts3d'], res2['pts3d_in_other_view'], batch['valid1'], batch['valid2'])[:, None, None]
+  gt, s_gt = _shift_scale(gt, valid)
+  pred, s_pred = _shift_scale(pred, valid)
+  pred = pred * (s_gt / jnp.clip(s_pred, 1e-3, 1e3))[:, None, None]
+  dist = _norm(pred - gt, valid)
+  half = batch['valid1'][0].size
+  terms = []
+  for view, part in ((1, slice(None, half)), (2, slice(half, None))):
+    n = jnp.sum(valid[:, part])
+    terms.append(jnp.where(n > 0, jnp.sum(dist[:, part]) / jnp.maximum(n, 1), 0.0))
+  return terms[0] + terms[1], {'Regr3D_ScaleShiftInv_pts3d_1': terms[0], 'Regr3D_ScaleShiftInv_pts3d_2': terms[1]}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from dynadust3r_jax import losses
+from tests.conftest import FIXTURES
 
 B, H, W = 2, 3, 4
 NAMES = ('l2m', 'l2r', 'r2m', 'r2l')
@@ -95,3 +96,17 @@ def test_gradients_finite_with_invalid_zero_pixels():
   to_jax = lambda d: {k: jnp.asarray(v, jnp.float32 if v.dtype.kind == 'f' else v.dtype) for k, v in d.items()}
   grads = jax.grad(lambda r1: losses.dynadust3r_loss(r1, to_jax(res2), to_jax(batch))[0])(to_jax(res1))
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_scale_shift_inv_equals_dust3r():
+  """Regr3D_ScaleShiftInv(L21, gt_scale=True) against DUSt3R's chain in torch (tools/make_loss_fixtures.py:
+  torch.nanmedian's lower middle value, one view almost empty)."""
+  r = np.load(FIXTURES / 'scale_shift_inv_reference.npz')
+  batch = {'pts3d1': r['gt1'], 'pts3d2': r['gt2'], 'valid1': r['valid1'], 'valid2': r['valid2']}
+  loss, metrics = losses.scale_shift_inv_loss({'pts3d': r['pred1']}, {'pts3d_in_other_view': r['pred2']}, batch)
+  np.testing.assert_allclose(loss, r['loss'], rtol=1e-5)
+  np.testing.assert_allclose(metrics['Regr3D_ScaleShiftInv_pts3d_1'], r['loss1'], rtol=1e-5)
+  np.testing.assert_allclose(metrics['Regr3D_ScaleShiftInv_pts3d_2'], r['loss2'], rtol=1e-5)
+  scaled = [2.5 * r[k] + np.float32([0, 0, -1.5]) for k in ('gt1', 'gt2')]   # GT up to scale and z shift: 0
+  loss, _ = losses.scale_shift_inv_loss({'pts3d': scaled[0]}, {'pts3d_in_other_view': scaled[1]}, batch)
+  assert float(loss) < 1e-5
