@@ -93,12 +93,20 @@ class _Preemption:
     self.requested = True
 
 
+def _micro_batches(x, accum):
+  """(local_batch, ...) → (accum, local_batch // accum, ...): micro-batch j takes every accum-th example
+  from j on. Each host's batch is its contiguous slice of the step's global batch (make_dataset), so
+  micro-batch j of the global batch is then the same examples in the same order whatever the number of
+  hosts (a contiguous split per host would put other examples together with several hosts than with one)."""
+  return np.swapaxes(x.reshape((x.shape[0] // accum, accum) + x.shape[1:]), 0, 1)
+
+
 def _to_device(batch, batch_sharding, accum=None):
   """Host batch (local_batch, ...) → global arrays sharded over the mesh, split into (accum,
-  micro_batch, ...) when accum is given."""
+  micro_batch, ...) by `_micro_batches` when accum is given."""
   def put(x):
     if accum is not None:
-      x = x.reshape((accum, x.shape[0] // accum) + x.shape[1:])
+      x = _micro_batches(x, accum)
     return jax.make_array_from_process_local_data(batch_sharding, x)
   return {k: put(batch[k]) for k in DEVICE_KEYS if k in batch}
 
@@ -160,7 +168,8 @@ def train(config, workdir: str):
     state = checkpoints.restore(checkpoints.latest_step(), jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shardings), data_iter)
     logging.info('resumed from step %d', int(state['step']))
-  _truncate_metrics(metrics_path, int(state['step']))
+  if jax.process_index() == 0:  # the file is shared: one writer
+    _truncate_metrics(metrics_path, int(state['step']))
 
   train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha),
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
