@@ -27,6 +27,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 # config.mode → the job function (imported when chosen): job(config, workdir)
 JOBS = {'train': 'dynadust3r_jax.train.trainer.train',
+        'train_stages': 'dynadust3r_jax.train.stages.train_stages',
         'reconstruct': 'dynadust3r_jax.inference.reconstruct.reconstruct',
         'evaluate': 'dynadust3r_jax.evaluation.evaluate.evaluate'}
 

@@ -140,6 +140,10 @@ CROCO_NAME = "croco_tiny"
 CROCO_KWARGS = dict(enc_embed_dim=64, enc_depth=2, enc_num_heads=4, dec_embed_dim=48, dec_depth=2,
                     dec_num_heads=4, pos_embed="RoPE100", img_size=64)
 CROCO_SEED = 60
+# 6b. the same CroCo with a 10-block decoder: the smallest that a DPT head accepts (DUSt3R asserts dec_depth > 9),
+#     the stage-1 init of the DUSt3R recipe's demo (configs/dust3r.py:demo); weights only
+CROCO_DEC10_NAME = "croco_tiny_dec10"
+CROCO_DEC10_KWARGS = dict(CROCO_KWARGS, dec_depth=10)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -390,6 +394,16 @@ def make_croco(outdir):
     print(f"{name}: {sum(p.numel() for p in net.parameters())} params; {model_str}")
 
 
+def make_croco_dec10(outdir):
+    torch.manual_seed(CROCO_SEED)
+    net = perturb(CroCoNet(**CROCO_DEC10_KWARGS), CROCO_SEED)
+    ckpt = {"model": net.state_dict(), "croco_kwargs": dict(CROCO_DEC10_KWARGS)}
+    pth = os.path.join(outdir, CROCO_DEC10_NAME + ".pth")
+    torch.save(ckpt, pth)
+    ck = torch.load(pth, map_location="cpu", weights_only=True)
+    assert all(torch.equal(ck["model"][k], v) for k, v in net.state_dict().items())
+
+
 def main():
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
@@ -401,12 +415,13 @@ def main():
     assert ref_sd.keys() == hf_net.state_dict().keys()
     assert all(torch.equal(ref_sd[k], v) for k, v in hf_net.state_dict().items()), "HF weights != case 2"
     make_croco(outdir)
+    make_croco_dec10(outdir)
 
     print("\nsummary of reference outputs:")
     print("\n".join(SUMMARY))
     print("\nfiles:")
     total = 0
-    names = [n + ext for n in list(DUST3R) + [CROCO_NAME] for ext in (".pth", ".npz")]
+    names = [n + ext for n in list(DUST3R) + [CROCO_NAME] for ext in (".pth", ".npz")] + [CROCO_DEC10_NAME + ".pth"]
     names += [HF_NAME + ".npz", f"{HF_NAME}/config.json", f"{HF_NAME}/model.safetensors"]
     for fn in sorted(names):
         with open(os.path.join(outdir, fn), "rb") as f:

@@ -10,13 +10,15 @@ import optax
 from flax import nnx
 
 from dynadust3r_jax.evaluation import dynadust3r_metrics
-from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss
+from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss, scale_shift_inv_loss
 
 
 def forward(graphdef, params, batch):
-  """The model on a batch's two views (and query times for DynaDUSt3R) → (res1, res2)."""
+  """The model on a batch's two views (with their true_shape when the batch has them: the multi-view data's
+  portrait views are stored transposed) and query times for DynaDUSt3R → (res1, res2)."""
   model = nnx.merge(graphdef, params)
-  views = {'img': batch['img1']}, {'img': batch['img2']}
+  views = tuple({'img': batch[f'img{v}'], **({'true_shape': batch[f'true_shape{v}']} if f'true_shape{v}' in batch
+                                               else {})} for v in (1, 2))
   return model(*views, batch['query_times']) if model.cfg.arch == 'DynaDUSt3R' else model(*views)
 
 
@@ -57,10 +59,14 @@ def make_train_step(graphdef, optimizer, schedule, alpha):
 
 
 def make_eval_step(graphdef, alpha):
-  """Validation: the loss terms, plus the median-scaled evaluation metrics for DynaDUSt3R."""
+  """Validation: the loss terms, plus the median-scaled evaluation metrics for DynaDUSt3R, or DUSt3R's test
+  criterion (Regr3D_ScaleShiftInv, as test_loss) for DUSt3R."""
   def step(params, batch):
     dyna, res, (loss, metrics) = _forward_and_loss(graphdef, params, batch, alpha)
     if dyna:
       metrics.update(dynadust3r_metrics(*res, batch))
+    else:
+      test_loss, details = scale_shift_inv_loss(*res, batch)
+      metrics.update(details, test_loss=test_loss)
     return dict(metrics, loss=loss)
   return step

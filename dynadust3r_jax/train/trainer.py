@@ -21,14 +21,16 @@ from tqdm import tqdm
 from data import pipeline
 from dynadust3r_jax.model import ModelConfig, build_model
 from dynadust3r_jax.pretrained import load_model, write_config
-from dynadust3r_jax.train import sharding
+from dynadust3r_jax.train import datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from dynadust3r_jax.train.pictures import save_pictures
 from dynadust3r_jax.train.step import forward, make_eval_step, make_train_step
 
-# batch entries the step uses (the rest — intrinsics, cameras, frame ids — stay on the host)
-DEVICE_KEYS = ('img1', 'img2', 'query_times', 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped',
+# batch entries the model reads, and all those the step uses (the rest — intrinsics, cameras, frame ids —
+# stay on the host)
+VIEW_KEYS = ('img1', 'img2', 'true_shape1', 'true_shape2', 'query_times')
+DEVICE_KEYS = (*VIEW_KEYS, 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped',
                *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
 
 
@@ -45,37 +47,32 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
-def _clips(config, split, workdir):
-  root = config.data.root
-  synthetic = config.data.synthetic
-  if not root and synthetic.num_clips:  # the demo: small clips made in the workdir (again if a kill cut them short)
-    from data import synthetic as synth  # pylint: disable=import-outside-toplevel
-    root = os.path.join(workdir, 'synthetic')
-    seed = config.seed + (0 if split == config.data.train_split else 1000)
-    synth.ensure_clips(root, split, synthetic.num_clips, synthetic.num_frames, size=synthetic.size, seed=seed)
-  if not root:
-    raise ValueError('config.data.root is empty: give --config.data.root=/path/to/stereo4d (the official '
-                     'layout: {train,test}/*.npz + lefteye-perspective/{train,test}/*-left_rectified.mp4), '
-                     'or use the :demo config')
-  return pipeline.Mp4Clips(pipeline.find_clips(root, split, config.data.max_frame_window))
-
-
-def _draw_options(config, train):
-  return dict(max_frame_window=config.data.max_frame_window, hfov=config.data.hfov,
-              pixel_rounding=config.data.pixel_rounding, augment_images=train and config.data.augment)
-
-
 def _initial_params(config, cfg):
   model = build_model(cfg, config.seed)
   if config.init_checkpoint:
     pretrained = load_model(config.init_checkpoint, for_inference=False)
-    if pretrained.config.architecture() != cfg.architecture():
-      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: its architecture differs from '
-                       'config.model (convert it with --model=<the config.model constructor>)')
-    nnx.update(model, nnx.state(pretrained.module, nnx.Param))
+    if pretrained.config.architecture() == cfg.architecture():
+      nnx.update(model, nnx.state(pretrained.module, nnx.Param))
+    else:
+      _load_matching(model, pretrained.module, config.init_checkpoint)
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   assert not jax.tree.leaves(rest), 'the model holds non-parameter state'
   return graphdef, params
+
+
+def _load_matching(model, pretrained, source):
+  """Another architecture's parameters, as DUSt3R's `load_state_dict(strict=False)` between its stages: every
+  parameter of the same name and shape is copied, the others (a new head) keep their initialisation."""
+  new = nnx.to_flat_state(nnx.state(model, nnx.Param))
+  old = dict(nnx.to_flat_state(nnx.state(pretrained, nnx.Param)))
+  loaded = {path: old[path][...] for path, v in new if path in old and old[path].shape == v.shape}
+  if not loaded:
+    raise ValueError(f'config.init_checkpoint={source}: no parameter matches config.model by name and shape '
+                     '(another model family?)')
+  nnx.update(model, nnx.from_flat_state({path: nnx.Param(value) for path, value in loaded.items()}))
+  fresh = sorted({'.'.join(map(str, path[:2])) for path, _ in new if path not in loaded})
+  logging.info('init from %s: %d of %d parameter arrays loaded (same name and shape); freshly initialised: %s; '
+               'not used: %d', source, len(loaded), len(new), ', '.join(fresh) or 'none', len(old) - len(loaded))
 
 
 class _Preemption:
@@ -129,8 +126,7 @@ def train(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
   # JAX starts its backend threads.
-  train_clips = _clips(config, config.data.train_split, workdir)
-  val_clips = _clips(config, config.data.val_split, workdir)
+  sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
   cfg = ModelConfig.from_dict(dict(config.model))
@@ -141,12 +137,8 @@ def train(config, workdir: str):
     raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
                      f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
 
-  train_ds = pipeline.make_dataset(train_clips, batch_size=local_batch,
-                                   seed=config.seed, shard_index=jax.process_index(),
-                                   shard_count=jax.process_count(), **_draw_options(config, train=True))
-  val_ds = pipeline.make_dataset(val_clips, batch_size=local_batch // accum,
-                                 seed=0, shard_index=jax.process_index(), shard_count=jax.process_count(),
-                                 **_draw_options(config, train=False))
+  train_ds, val_sets = datasets.make(config, sources, local_batch=local_batch, accum=accum,
+                                     shard_index=jax.process_index(), shard_count=jax.process_count())
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, cfg)
@@ -181,9 +173,18 @@ def train(config, workdir: str):
   eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
 
   def validate(params):
-    it = pipeline.make_iterator(val_ds)
-    values = [eval_step(params, _to_device(next(it), eval_sharding)) for _ in range(config.val_batches)]
-    return {f'val_{k}': float(np.mean([v[k] for v in values])) for k in values[0]}
+    """val_<metric> of each test set (val_<set>_<metric> when there are several names); with named test sets
+    (the multi-view recipe) val_loss is the mean of their test criterion (DUSt3R selects checkpoints by it)."""
+    out = {}
+    for name, ds in val_sets.items():
+      it = pipeline.make_iterator(ds)
+      values = [eval_step(params, _to_device(next(it), eval_sharding)) for _ in range(config.val_batches)]
+      out.update({f'val_{name + "_" if name else ""}{k}': float(np.mean([v[k] for v in values])) for k in values[0]})
+    if '' not in val_sets:
+      out['val_loss'] = float(np.mean([out[f'val_{name}_test_loss'] for name in val_sets]))
+    return out
+
+  val_ds = next(iter(val_sets.values()))  # the pictures' batches
 
   writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
   try:
@@ -223,7 +224,7 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
       if step % config.picture_every == 0 and jax.process_index() == 0:
         sample = next(pipeline.make_iterator(val_ds))
         res1, _ = jax.device_get(predict(state['params'], {k: jnp.asarray(v) for k, v in sample.items()
-                                                              if k in ('img1', 'img2', 'query_times')}))
+                                                              if k in VIEW_KEYS}))
         image = save_pictures(os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), sample, res1, step,
                               record.get('val_loss'))
         writer.add_image('pictures', image, step, dataformats='HWC')
