@@ -1,0 +1,110 @@
+"""DUSt3R's training recipe through the one trainer: configs/dust3r.py's stages, the stage-to-stage init that
+loads what matches, the three-stage demo end to end (resumed), and its user errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from configs import dust3r as dust3r_config
+from dynadust3r_jax import load_model
+from dynadust3r_jax.model import ModelConfig, build_model
+from dynadust3r_jax.train.stages import train_stages
+from dynadust3r_jax.train.trainer import _load_matching
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_stage_hyper_parameters_follow_the_readme():
+  """Spec dust3r.md §5.2 with epochs as steps: pairs per epoch / pairs per step; batches count both orders."""
+  c224, c512, dpt = (dust3r_config.get_config(s) for s in ('224_linear', '512_linear', '512_dpt'))
+  assert (c224.num_steps, c224.optimizer.warmup_steps, c224.batch_size) == (100 * 6250, 10 * 6250, 256)
+  assert (c512.num_steps, c512.optimizer.warmup_steps, c512.batch_size, c512.grad_accum_steps) == (
+      100 * 1250, 20 * 1250, 128, 2)
+  assert (dpt.num_steps, dpt.optimizer.warmup_steps) == (90 * 1250, 15 * 1250)
+  assert c224.model.img_size == (224, 224) and c224.model.patch_embed_cls == 'PatchEmbedDust3R'
+  assert dpt.model.head_type == 'dpt' and dpt.model.patch_embed_cls == 'ManyAR_PatchEmbed'
+  assert c512.data.resolutions[0] == (512, 384) and len(c512.data.resolutions) == 5
+  for c in (c224, c512, dpt):
+    assert (c.optimizer.learning_rate, c.optimizer.min_learning_rate, c.optimizer.schedule) == (
+        1e-4, 1e-6, 'warmup_cosine')
+  assert dust3r_config.get_config('').model.head_type == 'dpt'
+  with pytest.raises(ValueError, match='unknown variant'):
+    dust3r_config.get_config('1024_dpt')
+
+
+def _flat(module):
+  return {path: np.asarray(v[...]) for path, v in nnx.to_flat_state(nnx.state(module, nnx.Param))}
+
+
+def test_a_new_head_starts_fresh_and_the_rest_is_loaded():
+  stage = dust3r_config.get_config('demo').stages
+  linear = build_model(ModelConfig.from_dict(dict(stage['512_linear'].model)), 1)
+  dpt = build_model(ModelConfig.from_dict(dict(stage['512_dpt'].model)), 2)
+  before = _flat(dpt)
+  _load_matching(dpt, linear, 'the 512 linear stage')
+  after, source = _flat(dpt), _flat(linear)
+  shared = [p for p in after if p in source and source[p].shape == after[p].shape]
+  assert len(shared) > 50 and all(np.array_equal(after[p], source[p]) for p in shared)
+  head = [p for p in after if p[0].startswith('downstream_head') and p not in source]
+  assert head and all(np.array_equal(after[p], before[p]) for p in head)     # the DPT heads: as initialised
+  croco = build_model(ModelConfig(arch='CroCoNet', pos_embed='RoPE100', enc_embed_dim=32, enc_depth=1, enc_num_heads=2,
+                                  dec_embed_dim=16, dec_depth=1, dec_num_heads=2, img_size=(32, 32)), 0)
+  with pytest.raises(ValueError, match='no parameter matches config.model'):
+    _load_matching(croco, dpt, 'x')
+
+
+def _demo(steps):
+  c = dust3r_config.get_config('demo')
+  for stage in c.stages.values():
+    stage.num_steps, stage.log_every, stage.val_every, stage.checkpoint_every, stage.picture_every = (
+        steps, 2, steps // 2, steps // 2, steps)
+  return c
+
+
+def _losses(path):
+  return [r['loss'] for r in map(json.loads, path.read_text().splitlines()) if 'loss' in r]
+
+
+def test_the_three_stages_run_in_a_row_and_resume(tmp_path):
+  train_stages(_demo(10), str(tmp_path))
+  for name in ('224_linear', '512_linear', '512_dpt'):
+    losses = _losses(tmp_path / name / 'metrics.jsonl')
+    assert len(losses) == 5 and np.mean(losses[-2:]) < np.mean(losses[:2]), (name, losses)
+    records = [json.loads(line) for line in (tmp_path / name / 'metrics.jsonl').read_text().splitlines()]
+    assert 'val_co3d_test_test_loss' in records[-1] and records[-1]['val_loss'] == records[-1]['val_co3d_test_test_loss']
+  init = load_model(str(tmp_path / 'init'), for_inference=False)             # the CroCo fixture, converted
+  assert init.config.head_type == 'linear' and init.config.dec_depth == 10
+  dpt = load_model(str(tmp_path / '512_dpt'))
+  assert dpt.config.head_type == 'dpt'
+  metrics = {p: p.read_text() for p in tmp_path.glob('*/metrics.jsonl')}
+  assert len(metrics) == 3
+  train_stages(_demo(10), str(tmp_path))                                      # resumed: every stage is done
+  assert {p: p.read_text() for p in tmp_path.glob('*/metrics.jsonl')} == metrics
+
+
+def _main(tmp_path, *flags):
+  return subprocess.run([sys.executable, 'main.py', f'--workdir={tmp_path}/w', *flags], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize('flags, message', [
+    (('--config=configs/dust3r.py:224_linear',), 'config.data.train[0].root is empty'),
+    (('--config=configs/dust3r.py:512_linear', '--config.init_checkpoint=/nonexistent/stage1',
+      '--config.data.train[0].root={root}', '--config.data.test[0].root={root}'),
+     '/nonexistent/stage1: not a converted model directory'),
+    (('--config=configs/dust3r.py:224_linear', '--config.data.train[0].root={stereo4d}'),
+     'selected_seqs_train.json: no such file'),
+])
+def test_user_errors_are_one_line(tmp_path, flags, message):
+  from data import synthetic
+  root, stereo4d = tmp_path / 'static', tmp_path / 's4d'
+  synthetic.write_static_scenes(str(root), 'train', 1, 3, size=32)
+  synthetic.write_static_scenes(str(root), 'test', 1, 3, size=32)
+  (stereo4d / 'test').mkdir(parents=True)
+  out = _main(tmp_path, *(f.format(root=root, stereo4d=stereo4d) for f in flags))
+  last = out.stderr.strip().splitlines()[-1]
+  assert out.returncode != 0 and 'Traceback' not in out.stderr and message in last, out.stderr[-2000:]
