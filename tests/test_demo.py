@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from data.pipeline import CLIP_INDEX
+
 ROOT = Path(__file__).parents[1]
 # the demo, made small: 4 training clips (so that a kill can land between two of them), 2 steps
 DEMO = [sys.executable, 'main.py', '--config=configs/stereo4d.py:demo', '--config.data.synthetic.num_clips=4',
@@ -18,9 +20,11 @@ ABSL_PREFIX = re.compile(r'^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]', re.
 
 
 def _files(workdir: Path) -> dict:
-  """Every file of the demo's synthetic data: relative path → bytes."""
+  """Every file of the demo's synthetic data: relative path → bytes (not find_clips' index: a cache of file
+  sizes and modification times)."""
   root = workdir / 'synthetic'
-  return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*')) if p.is_file()}
+  return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
+          if p.is_file() and p.name != CLIP_INDEX}
 
 
 def test_quiet_console_full_log_and_a_kill_during_data_generation(tmp_path):

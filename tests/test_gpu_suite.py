@@ -47,7 +47,8 @@ def test_dry_run(tmp_path):
       for row in measured:
         assert set(keys) <= set(row), (part.name, row)
   assert 'skipped: no torch' in summary or '| torch | float32 |' in summary
-  align = [r for r in map(json.loads, (out / 'align.jsonl').read_text().splitlines()) if 'skipped' not in r]
+  align = [r for r in map(json.loads, (out / 'align.jsonl').read_text().splitlines())
+           if r['bench'] == 'align' and 'skipped' not in r]
   assert [(r['n_images'], r['graph'], r['niter']) for r in align] == [(4, 'swin-1', 5), (4, 'complete', 5)]
   assert all(r['jax_final_loss'] > 0 and r['jax_loop_ms_per_iter'] > 0 for r in align)
   assert all(r['ok'] for r in map(json.loads, (out / 'correctness.jsonl').read_text().splitlines()) if 'ok' in r)
