@@ -111,3 +111,27 @@ def test_user_errors_are_one_line(tmp_path, flags, message):
   out = _main(tmp_path, *(f.format(root=root, stereo4d=stereo4d) for f in flags))
   last = out.stderr.strip().splitlines()[-1]
   assert out.returncode != 0 and 'Traceback' not in out.stderr and message in last, out.stderr[-2000:]
+
+
+def test_pair_poses_of_gt_pointmaps_are_exact(tmp_path):
+  """The validation's relative poses (evaluation/pair_pose.py) from a both-orders batch: GT pointmaps in place of
+  the predictions give 0° errors (100 %), a rotated prediction of view b in camera b reads its rotation."""
+  import jax.numpy as jnp
+  from scipy.spatial.transform import Rotation
+  from data import multiview, multiview_pipeline, pipeline, synthetic
+  from dynadust3r_jax.evaluation.pair_pose import pair_pose_errors, pair_pose_metrics
+  root = str(tmp_path / 'static')
+  synthetic.write_static_scenes(root, 'train', 2, 4, size=32)
+  mixture = multiview.Mixture([dict(kind='co3d', root=root, split='train', pairs='all')], seed=0)
+  ds = multiview_pipeline.make_dataset(mixture, batch_size=8, global_batch_size=8, seed=0, resolutions=[(32, 32)],
+                                       color_jitter=False)
+  batch = {k: jnp.asarray(v) for k, v in next(pipeline.make_iterator(ds)).items()}
+  ones = jnp.ones(batch['valid1'].shape)
+  res1, res2 = {'pts3d': batch['pts3d1'], 'conf': ones}, {'pts3d_in_other_view': batch['pts3d2'], 'conf': ones}
+  rot_err, trans_err = pair_pose_errors(res1, res2, batch)
+  assert float(jnp.max(rot_err)) < 0.05 and float(jnp.max(trans_err)) < 0.5
+  assert pair_pose_metrics(res1, res2, batch) == {'RRA@15': 100.0, 'RTA@15': 100.0, 'mAA@30': 100.0}
+  turn = jnp.asarray(Rotation.from_euler('y', 20, degrees=True).as_matrix(), jnp.float32)
+  rotated = {'pts3d': res1['pts3d'].at[1::2].set(res1['pts3d'][1::2] @ turn.T), 'conf': ones}
+  rot_err, _ = pair_pose_errors(rotated, res2, batch)
+  np.testing.assert_allclose(rot_err, 20.0, atol=0.05)

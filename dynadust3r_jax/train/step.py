@@ -10,6 +10,7 @@ import optax
 from flax import nnx
 
 from dynadust3r_jax.evaluation import dynadust3r_metrics
+from dynadust3r_jax.evaluation.pair_pose import pair_pose_metrics
 from dynadust3r_jax.losses import dust3r_loss, dynadust3r_loss, scale_shift_inv_loss
 
 
@@ -58,9 +59,10 @@ def make_train_step(graphdef, optimizer, schedule, alpha):
   return step
 
 
-def make_eval_step(graphdef, alpha):
+def make_eval_step(graphdef, alpha, pair_poses=False):
   """Validation: the loss terms, plus the median-scaled evaluation metrics for DynaDUSt3R, or DUSt3R's test
-  criterion (Regr3D_ScaleShiftInv, as test_loss) for DUSt3R."""
+  criterion (Regr3D_ScaleShiftInv, as test_loss) for DUSt3R; pair_poses (batches holding every pair in both
+  orders, with camera_pose1/2): RRA@15, RTA@15, mAA@30 of the pairs' relative poses (evaluation/pair_pose.py)."""
   def step(params, batch):
     dyna, res, (loss, metrics) = _forward_and_loss(graphdef, params, batch, alpha)
     if dyna:
@@ -68,5 +70,7 @@ def make_eval_step(graphdef, alpha):
     else:
       test_loss, details = scale_shift_inv_loss(*res, batch)
       metrics.update(details, test_loss=test_loss)
+    if pair_poses:
+      metrics.update(pair_pose_metrics(*res, batch))
     return dict(metrics, loss=loss)
   return step

@@ -30,13 +30,13 @@ from dynadust3r_jax.train.step import forward, make_eval_step, make_train_step
 # batch entries the model reads, and all those the step uses (the rest — intrinsics, cameras, frame ids —
 # stay on the host)
 VIEW_KEYS = ('img1', 'img2', 'true_shape1', 'true_shape2', 'query_times')
-DEVICE_KEYS = (*VIEW_KEYS, 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped',
+DEVICE_KEYS = (*VIEW_KEYS, 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped', 'camera_pose1', 'camera_pose2',
                *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
 
 
 # validation metrics on the console (metrics.jsonl has them all)
 SUMMARY_METRICS = ('loss', 'avg_3d_error', 'avg_motion_pc_error', 'epe3d', 'delta_0.10', 'view1_abs_rel',
-                   'view1_delta_1.25')
+                   'view1_delta_1.25', 'RRA@15', 'RTA@15', 'mAA@30')
 
 
 def maybe_initialize_distributed():
@@ -166,7 +166,8 @@ def train(config, workdir: str):
   train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha),
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha))
+  pair_poses = config.data.get('kind', 'stereo4d') == 'multiview' and config.data.both_orders
+  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha, pair_poses=pair_poses))
   # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
   train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
   predict = jax.jit(functools.partial(forward, graphdef))
@@ -211,8 +212,10 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
         record = {k: float(v) for k, v in jax.device_get(metrics).items()}
       if step % config.val_every == 0 or step == config.num_steps:
         record.update(validate(state['params']))
-        logging.info('step %d validation: %s (all in %s)', step, ', '.join(
-            f'{k} {record["val_" + k]:.4g}' for k in SUMMARY_METRICS if 'val_' + k in record), metrics_path)
+        shown = [k for name in SUMMARY_METRICS for k in record if k == f'val_{name}' or
+                 (k.startswith('val_') and k.endswith(f'_{name}') and name != 'loss')]  # + per test set
+        logging.info('step %d validation: %s (all in %s)', step,
+                     ', '.join(f'{k[len("val_"):]} {record[k]:.4g}' for k in shown), metrics_path)
       if record and jax.process_index() == 0:
         record['step'] = step
         metrics_file.write(json.dumps(record) + '\n')
