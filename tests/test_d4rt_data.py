@@ -143,6 +143,28 @@ def test_displacement_is_scene_flow_in_camera_t_cam(clips):
   np.testing.assert_array_equal(still['target_disp'], 0)
 
 
+def test_visibility_is_presence_inside_the_crop_of_frame_t_tgt(clips):
+  box = (16, 8, 32, 40)                                  # x0, y0, W_crop, H_crop in native pixels
+  frame_ids = np.arange(8) * 2
+  geometry = _geometry(clips, 2, frame_ids, box)
+  np.testing.assert_allclose(geometry.intrinsics[[0, 1, 0, 1], [0, 1, 2, 2]],
+                             [F_UNCROPPED * 64 / 32, F_UNCROPPED * 64 / 40, (32 - 16) / 32, (32 - 8) / 40])
+  cand = d4rt.candidates(geometry, d4rt.Options(**SMALL))
+  rng = np.random.default_rng(0)
+  pick = rng.integers(0, len(cand.track), 500)
+  track, t_tgt = cand.track[pick], rng.integers(0, 8, 500)
+  out = d4rt.query_targets(geometry, track, np.stack([cand.frame[pick], t_tgt, rng.integers(0, 8, 500)], -1))
+  cams = load_clip(clips.entries[2].npz).camera2world
+  E = np.stack([world_to_camera(cams[f]) for f in frame_ids])[t_tgt]
+  cam = np.einsum('nij,nj->ni', E[:, :3, :3], geometry.tracks[track, t_tgt]) + E[:, :3, 3]
+  with np.errstate(invalid='ignore'):
+    pixel = cam[:, :2] / cam[:, 2:] * pixel_intrinsics(SIZE, SIZE)[0, 0] + SIZE / 2
+    want = (cam[:, 2] > 0) & (pixel[:, 0] >= 16) & (pixel[:, 0] < 48) & (pixel[:, 1] >= 8) & (pixel[:, 1] < 48)
+  np.testing.assert_array_equal(out['mask_3d'], geometry.present[track, t_tgt])
+  np.testing.assert_array_equal(out['target_vis'], want & out['mask_3d'])
+  assert 10 <= (out['mask_3d'] & ~want).sum() < 0.5 * out['mask_3d'].sum()   # tracked, but cropped away
+
+
 def _focal_from_targets(b, centre):
   """Median over valid targets of z·(u − c)/x and z·(v − c)/y, away from the principal point."""
   xyz, uv = b['target_xyz'].astype(np.float64), b['target_uv'].astype(np.float64)
