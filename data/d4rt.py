@@ -69,7 +69,8 @@ Steps, with the choices the spec marks **(inferred)** (kept) and the ones made h
    uniformly by track, then by frame among that track's candidates (no bias toward long tracks);
    with replacement; the order shuffled. t_src = the source's frame.
 7. Times: t_tgt ~ U{0..T-1}, redrawn up to target_draws = 3 draws in all, keeping the first draw where
-   the track is present (else the last: with Stereo4D presence of ~50%, ~1/8 of targets stay absent,
+   the track is present (else the last: a track present in a fraction p of the frames keeps an absent
+   target with probability (1 − p)³, e.g. 1/8 at p = 1/2,
    which teaches the visibility head); t_cam = t_tgt with p_same_camera = 0.4, else U{0..T-1}, per query.
 8. Targets (spec §12.6). P* = E_{t_cam}·X_k(t_tgt); uv* its projection with K^n (not limited to the
    image); vis* = present at t_tgt AND inside frame t_tgt's crop with z > 0 (a point cropped away is
