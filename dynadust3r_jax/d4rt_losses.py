@@ -17,7 +17,8 @@ Readings of the spec's open points (§5, §11.5, §11.6):
   normalisation as L3D, i.e. each side by its own mean depth. The displacement head shares the point
   head's (free) scale, so a prediction equal to the target × s for a clip has Ldisp = 0 like L3D; the
   target's 1/z̄* alone on the prediction would not be scale-free. No f() on displacements (plain L1).
-- L2D_i = mean over (u, v) of |uv̂_i − uv*_i| (normalised coordinates, no depth scaling), over mask_3d.
+- L2D_i = mean over (u, v) of |uv̂_i − uv*_i| (normalised coordinates, no depth scaling), over mask_uv when the
+  batch has it (data/d4rt.py: mask_3d and the target in front of camera t_cam, where a projection exists), else mask_3d.
 - Lvis_i = BCE with logits of vis_logit against target_vis, over mask_vis.
 - Lnormal_i = 1 − cos(n̂_i, n*_i) over mask_normal (the cosine divides by both norms, eps-clamped).
 - Pooling: each term is a masked mean over the batch's valid queries, pooled over clips (a clip with more
@@ -119,9 +120,10 @@ def d4rt_loss(pred, batch, weights=D4RT_WEIGHTS):
   metrics['scaled_3d_error'] = _masked_mean(_norm(p - g), m3)
 
   if _wanted(weights['2d'], pred, batch, ['uv'], ['target_uv']):
-    uv = _masked(_f32(pred['uv']), m3)
-    uv_gt = _masked(_f32(batch['target_uv']), m3)
-    metrics['loss_2d'] = _masked_mean(jnp.mean(jnp.abs(uv - uv_gt), axis=-1), m3)
+    m2 = jnp.asarray(batch.get('mask_uv', m3), bool)  # data/d4rt.py: mask_3d and in front of camera t_cam
+    uv = _masked(_f32(pred['uv']), m2)
+    uv_gt = _masked(_f32(batch['target_uv']), m2)
+    metrics['loss_2d'] = _masked_mean(jnp.mean(jnp.abs(uv - uv_gt), axis=-1), m2)
     loss = loss + weights['2d'] * metrics['loss_2d']
 
   if _wanted(weights['disp'], pred, batch, ['disp'], ['target_disp']):
