@@ -190,7 +190,8 @@ def test_encoder_mixes_slabs_through_global_layers():
 
 
 def test_tubelet_dense_equals_videomae_conv3d():
-  """The documented re-layout: Conv3d kernel (out, 3, 2, 16, 16) → kernel.transpose(2, 3, 4, 1, 0).reshape(1536, out)."""
+  """The documented re-layout: Conv3d kernel (out, 3, 2, 16, 16)
+  → kernel.transpose(2, 3, 4, 1, 0).reshape(1536, out)."""
   out = 4
   rng = np.random.default_rng(0)
   video = rng.normal(size=(2, 4, 32, 48, 3)).astype(np.float32)
@@ -279,8 +280,9 @@ def test_fourier_features_float32_and_deterministic():
 
 def test_out_of_range_times_are_nan():
   video, _, uv, qt = _inputs(num_queries=2)
-  tokens = _jitted().embed_queries(video, uv, qt.at[0, 0, 1].set(TINY.num_frames))
-  assert np.isnan(tokens[0, 0]).all() and np.isfinite(tokens[0, 1]).all() and np.isfinite(tokens[1]).all()
+  tokens = _jitted().embed_queries(video, uv, qt.at[0, 0, 1].set(TINY.num_frames).at[1, 1, 2].set(-1))
+  assert np.isnan(tokens[0, 0]).all() and np.isnan(tokens[1, 1]).all()
+  assert np.isfinite(tokens[0, 1]).all() and np.isfinite(tokens[1, 0]).all()
 
 
 # ------------------------------------------------------------------------------------------------ head

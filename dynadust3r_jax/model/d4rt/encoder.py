@@ -20,6 +20,8 @@ slab: tokens reshaped to (B * T/2, H/16 * W/16, C)), layer 2i + 1 is global (all
 Both kinds are stacked and scanned together, one (frame, global) pair per scan step: VideoMAE's
 `blocks.{2i}` → `frame_blocks[i]`, `blocks.{2i+1}` → `global_blocks[i]`. The final LayerNorm is `norm`.
 """
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -30,14 +32,17 @@ from dynadust3r_jax.model.d4rt.blocks import ViTBlock
 from dynadust3r_jax.model.d4rt.config import D4RTConfig
 
 
+@functools.lru_cache(maxsize=8)
 def sinusoid_table(n_position: int, dim: int) -> np.ndarray:
   """VideoMAE's `get_sinusoid_encoding_table`: (n_position, dim) float32, angle = pos / 10000^(2 (j//2) / dim),
-  sin on even channels, cos on odd ones."""
+  sin on even channels, cos on odd ones. Computed in float64 as VideoMAE does (float32 sines of angles up to
+  ~6000 rad would be off by ~4e-4), so under jit it is a constant of the compiled function (read-only)."""
   pos = np.arange(n_position, dtype=np.float64)[:, None]
   j = np.arange(dim)
   angles = pos / np.power(10000, 2 * (j // 2) / dim)[None, :]
-  table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles))
-  return table.astype(np.float32)
+  table = np.where(j % 2 == 0, np.sin(angles), np.cos(angles)).astype(np.float32)
+  table.flags.writeable = False
+  return table
 
 
 def tubelets(video, tubelet):

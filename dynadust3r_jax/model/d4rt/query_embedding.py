@@ -7,7 +7,7 @@
   cos(...) in the same order], deterministic sinusoids as the paper cites (Vaswani) with OD's octave bands
   (inferred), computed on (u, v) in [0, 1].
 - Three learned (num_frames, d) tables indexed by position in the clip (normal init, std 0.02).
-  Out-of-range times read NaN (jnp.take's 'fill' mode) rather than a silently clamped row.
+  Times outside 0..num_frames-1 (negative ones too) read NaN rather than a clamped or wrapped row.
 - The patch: bilinear samples of the input video (the [-1, 1] values the encoder sees) at offsets -4..+4 px
   around (u, v), with pixel j's centre at (j + 0.5) / W (so u = (j + 0.5) / W samples pixel j exactly),
   edge padding (coordinates clamped to the image); flattened (dy, dx, c) row-major → 243 → one Linear.
@@ -80,8 +80,10 @@ class QueryEmbedding(nnx.Module):
     query_t = jnp.asarray(query_t, jnp.int32)
     b, q = query_uv.shape[:2]
     x = self.fourier_proj(fourier_features(query_uv, cfg.fourier_bands))
+    # a time outside 0..num_frames-1 (negative ones too) reads a row of NaN, not a wrapped or clamped row
+    safe_t = jnp.where(query_t < 0, cfg.num_frames, query_t)
     for table, i in ((self.src_embed, 0), (self.tgt_embed, 1), (self.cam_embed, 2)):
-      x = x + jnp.take(table[...], query_t[..., i], axis=0, mode='fill', fill_value=jnp.nan)
+      x = x + jnp.take(table[...], safe_t[..., i], axis=0, mode='fill', fill_value=jnp.nan)
     patches = sample_patches(video, query_uv, query_t[..., 0], cfg.query_patch_size)
     x = x + self.patch_proj(patches.reshape(b, q, cfg.query_patch_dim))
     return self.norm(x)
