@@ -4,6 +4,9 @@
     res1, res2 = model(view1, view2)          # DUSt3R: views {'img': (B,H,W,3), 'true_shape': (B,2)}
     out = model(img1, img2)                   # CroCo: prediction-head output (B, N, p*p*3)
 
+    d4rt = dynadust3r_jax.load_model('ckpt/d4rt')  # D4RT (config.json has "arch": "D4RT"), e.g. from VideoMAE
+    out = d4rt(video, aspect_ratio, query_uv, query_t)
+
 Models load as `dust3r.model.load_model` does for inference: PatchEmbedDust3R and no head
 transposition (`for_inference=False` keeps the training-time patch embedding and head wrapping).
 """
@@ -19,10 +22,12 @@ from absl import logging
 from flax import nnx
 
 from dynadust3r_jax.model import ModelConfig, abstract_model
+from dynadust3r_jax.model.d4rt import D4RTConfig, abstract_d4rt
 
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
 CHECKPOINTS_DIR = 'checkpoints'  # a training workdir's (dynadust3r_jax/train/checkpoint.py)
+D4RT_ARCH = 'D4RT'  # config.json's "arch" of a D4RT directory (its other fields: D4RTConfig's architecture)
 
 
 def _nested(flat: dict) -> dict:
@@ -68,8 +73,12 @@ def write_pretrained(directory: str, cfg: ModelConfig, params: dict):
 def write_config(directory: str, cfg: ModelConfig):
   """DIR/config.json: the architecture (written aside, then moved into place whole)."""
   path = os.path.join(directory, CONFIG_FILE)
+  if isinstance(cfg, D4RTConfig):
+    text = json.dumps({'arch': D4RT_ARCH, **cfg.architecture()}, indent=1)
+  else:
+    text = cfg.to_json()
   with open(path + '.tmp', 'w') as f:
-    f.write(cfg.to_json())
+    f.write(text)
   os.replace(path + '.tmp', path)
 
 
@@ -107,10 +116,13 @@ def load_config(directory: str, **runtime) -> ModelConfig:
     raise ValueError(f'{path}: unreadable ({type(e).__name__}: {e}); {remedy}') from None
   if not isinstance(fields, dict):
     raise ValueError(f'{path}: not a JSON object of model fields; {remedy}')
-  missing = [name for name in ModelConfig.architecture_fields() if name not in fields]
+  cls = D4RTConfig if fields.get('arch') == D4RT_ARCH else ModelConfig
+  if cls is D4RTConfig:
+    fields = {k: v for k, v in fields.items() if k != 'arch'}
+  missing = [name for name in cls.architecture_fields() if name not in fields]
   if missing:
     raise ValueError(f'{path}: missing field(s) {missing} (the file is incomplete); {remedy}')
-  return ModelConfig.from_dict(fields, **runtime)
+  return cls.from_dict(fields, **runtime)
 
 
 def load_model(directory: str, *, for_inference: bool = True, dtype: str | None = None,
@@ -127,9 +139,10 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
     raise FileNotFoundError(f'{directory}: no {PARAMS_DIR}/ folder (the parameters) nor {CHECKPOINTS_DIR}/ (a '
                             'training workdir); convert it again with `python convert_weights.py --input=... '
                             '--output=DIR --overwrite`')
-  if for_inference:
+  d4rt = isinstance(cfg, D4RTConfig)
+  if for_inference and not d4rt:
     cfg = cfg.for_inference()
-  graphdef, state = nnx.split(abstract_model(cfg), nnx.Param)
+  graphdef, state = nnx.split(abstract_d4rt(cfg) if d4rt else abstract_model(cfg), nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   if os.path.isdir(params_dir):
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))

@@ -11,6 +11,10 @@ The leaf and its layout follow from the Flax module type found at that path:
   a bare Param (mask_token)              → same name and layout
 Biases keep their name and layout.
 
+Stacked containers may be nested (D4RT's `encoder.frame_blocks`, `encoder.global_blocks`, `decoder.blocks`).
+A VideoMAE checkpoint is first renamed into D4RT keys by `sources.videomae_tensors` (its mapping and ignore
+list `VIDEOMAE_IGNORED_PREFIXES` are documented there).
+
 Source keys that have no parameter here are errors, except the documented ignore list:
   * `prediction_head.*`  - CroCo's pretraining head, which DUSt3R drops;
   * `<head>.dpt.scratch.layer{1..4}_rn.weight` - aliases of `scratch.layer_rn.{0..3}.weight`
@@ -133,13 +137,16 @@ def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
           keys[copy], origin[copy] = keys[k], origin[k]
         notes.append(f'{target[:-1]} initialised from {twin[:-1]}')
 
+  containers = [c.split('.') for c in stacked_containers]  # a container may be nested: 'encoder.frame_blocks'
   groups: dict[tuple, dict] = {}
   for key, shape in keys.items():
     parts = _parts(key)
-    if parts[0] in stacked_containers and len(parts) > 2 and isinstance(parts[1], int):
-      layer, parts = parts[1], [parts[0]] + parts[2:]
-    else:
-      layer = None
+    layer = None
+    for c in containers:
+      n = len(c)
+      if parts[:n] == c and len(parts) > n + 1 and isinstance(parts[n], int):
+        layer, parts = parts[n], parts[:n] + parts[n + 1:]
+        break
     module_path, name = tuple(parts[:-1]), parts[-1]
     if module_path in modules and module_path:
       leaf = _leaf(modules[module_path], name)
@@ -167,7 +174,8 @@ def plan(source_shapes: dict[str, tuple], model, *, source_name: str,
     if stacked:
       n = targets[target][0]
       if sorted(layers) != list(range(n)):
-        raise CheckpointError(f'{source_name}: {target[0]} has layers {sorted(layers)}, the model has '
+        container = next('.'.join(c) for c in containers if list(target[:len(c)]) == c)
+        raise CheckpointError(f'{source_name}: {container} has layers {sorted(layers)}, the model has '
                               f'{n} (0..{n - 1})')
       sources = tuple(layers[i] for i in range(n))
     else:

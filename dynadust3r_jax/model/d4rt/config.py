@@ -35,6 +35,9 @@ class D4RTConfig:
   tubelet: tuple[int, int, int] = (2, 16, 16)   # (frames, height, width) of one token
   img_size: int = 256                # the square input resolution (videos are resized, not cropped)
   num_frames: int = 48               # clip length T; size of the three query time tables
+  # False: every encoder layer global over the video tokens alone, no AR token (VideoMAE's encoder exactly,
+  # for parity with a converted VideoMAE; `ar_embed` stays in the tree, unused).
+  frame_attention: bool = True
   # Decoder (cross-attention only; queries never attend to each other).
   dec_embed_dim: int = 1280
   dec_depth: int = 8

@@ -19,6 +19,8 @@ Layers (inferred, spec §2.2 "recommended"): layer 2i is frame-wise (self-attent
 slab: tokens reshaped to (B * T/2, H/16 * W/16, C)), layer 2i + 1 is global (all slabs + the AR token).
 Both kinds are stacked and scanned together, one (frame, global) pair per scan step: VideoMAE's
 `blocks.{2i}` → `frame_blocks[i]`, `blocks.{2i+1}` → `global_blocks[i]`. The final LayerNorm is `norm`.
+With `frame_attention=False` both layers of a pair are global and the AR token is left out: VideoMAE's
+encoder exactly (the parity check of a converted VideoMAE checkpoint).
 """
 import functools
 
@@ -98,6 +100,10 @@ class D4RTEncoder(nnx.Module):
     num_slabs = n_t // self.cfg.tubelet[0]
     x = self.patch_embed(video.astype(dtype))
     x = x + jnp.asarray(sinusoid_table(x.shape[1], x.shape[2]), dtype)[None]
+    if not self.cfg.frame_attention:  # VideoMAE: layers 2i, 2i + 1 both global, no AR token
+      x, _ = scan.scan(lambda x, frame_block, global_block: (global_block(frame_block(x)), None), x,
+                       self.frame_blocks, self.global_blocks, remat_policy=self.cfg.remat_policy)
+      return self.norm(x)
     ar = self.ar_embed(jnp.asarray(aspect_ratio, jnp.float32).reshape(b, 1, 1).astype(dtype))
 
     def pair(carry, frame_block, global_block):
