@@ -6,6 +6,8 @@ tools/make_videomae_fixtures.py.
 """
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,7 +54,7 @@ def _encoder_rel_err(directory):
   """max|Δ| / max|ref| of our encoder with every layer global (no AR token) vs VideoMAEModel."""
   ref = np.load(REF)
   model = dynadust3r_jax.load_model(directory).module
-  model.encoder.cfg = model.cfg.replace(frame_attention=False)
+  model.encoder.cfg = model.cfg.replace(frame_attention=False)  # the parity switch (same parameter tree)
   feats = np.asarray(model.encode(ref['video'], np.ones(2, np.float32)))
   want = ref['last_hidden_state']
   assert feats.shape == want.shape == (2, 64, 64)
@@ -155,3 +157,13 @@ def test_converted_directory_runs_the_full_d4rt(converted):
   got = nnx.state(model.module, nnx.Param)
   w = ref['videomae.encoder.layer.1.intermediate.dense.weight']
   np.testing.assert_array_equal(np.asarray(got['encoder']['global_blocks']['mlp']['fc1']['kernel'][...][0]), w.T)
+
+
+def test_cli(tmp_path):
+  """convert_weights.py on the folder, with a size name for the decoder."""
+  out = tmp_path / 'cli'
+  run = subprocess.run([sys.executable, 'convert_weights.py', f'--input={HF}', f'--output={out}', '--model=tiny',
+                        '--seed=3'], capture_output=True, text=True, check=False,
+                       cwd=str(FIXTURES.parent.parent))
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert 'D4RT' in run.stdout and 'seed 3' in run.stdout and (out / 'config.json').is_file()
