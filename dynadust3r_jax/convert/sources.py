@@ -284,8 +284,8 @@ def videomae_tensors(source: Source, cfg):
       check(key, value, top_shapes.get(target, (c,)))
       out[target] = value
     elif name == _POSITION_TABLE:
-      table = sinusoid_table(cfg.num_tokens, c)
-      if value.reshape(-1, c).shape != table.shape or not np.allclose(value.reshape(table.shape), table, atol=1e-5):
+      flat = value.reshape(-1, value.shape[-1])
+      if flat.shape[1] != c or not np.allclose(flat, sinusoid_table(flat.shape[0], c), atol=1e-5):
         raise CheckpointError(f'{source.path}: {key} is not the fixed sinusoid table D4RT computes')
       ignored.append(key)
     elif any(name.startswith(p) for p in VIDEOMAE_IGNORED_PREFIXES):
