@@ -2,6 +2,8 @@
 
   'stereo4d'   DynaDUSt3R's Stereo4D clips (data/pipeline.py): train and val splits of one root; the demo
                makes synthetic clips in WORKDIR/synthetic (config.data.synthetic).
+  'd4rt'       D4RT's examples from the same Stereo4D clips (data/d4rt.py: strided clips, queries from the
+               tracks, config.data.d4rt its options).
   'multiview'  DUSt3R's recipe on posed multi-view data (data/multiview_pipeline.py): config.data.train is a
                list of dataset dicts (data/multiview.py: kind, root, split, size = DUSt3R's `N @ Dataset`,
                pairs, mask_bg, aug_crop), mixed; config.data.test one dict per test set, each validated on its
@@ -13,9 +15,9 @@ Grain datasets of this host: the training batches and {test set name: validation
 """
 import os
 
-from data import multiview, multiview_pipeline, pipeline
+from data import d4rt, multiview, multiview_pipeline, pipeline
 
-KINDS = ('stereo4d', 'multiview')
+KINDS = ('stereo4d', 'multiview', 'd4rt')
 VAL_SEED = 777  # DUSt3R draws its test sets with seed 777
 
 
@@ -64,7 +66,7 @@ def prepare(config, workdir: str):
   kind = config.data.get('kind', 'stereo4d')
   if kind not in KINDS:
     raise ValueError(f'config.data.kind={kind!r}; choose one of {KINDS}')
-  if kind == 'stereo4d':
+  if kind in ('stereo4d', 'd4rt'):
     return _clips(config, config.data.train_split, workdir), {'': _clips(config, config.data.val_split, workdir)}
   train = multiview.Mixture(_with_roots(config, 'train', workdir), seed=config.seed)
   tests = {}
@@ -76,7 +78,16 @@ def prepare(config, workdir: str):
 def make(config, sources, *, local_batch: int, accum: int, shard_index: int, shard_count: int):
   """(training batches of local_batch examples, {name: validation batches of local_batch // accum})."""
   train, tests = sources
-  if config.data.get('kind', 'stereo4d') == 'stereo4d':
+  kind = config.data.get('kind', 'stereo4d')
+  if kind == 'd4rt':
+    options = dict(config.data.d4rt)
+    train_ds = d4rt.make_dataset(train, batch_size=local_batch, seed=config.seed, shard_index=shard_index,
+                                 shard_count=shard_count, **options)
+    val = {name: d4rt.make_dataset(clips, batch_size=local_batch // accum, seed=0, shard_index=shard_index,
+                                   shard_count=shard_count, **dict(options, photometric=False, crop=False))
+           for name, clips in tests.items()}
+    return train_ds, val
+  if kind == 'stereo4d':
     options = dict(max_frame_window=config.data.max_frame_window, hfov=config.data.hfov,
                    pixel_rounding=config.data.pixel_rounding)
     train_ds = pipeline.make_dataset(train, batch_size=local_batch, seed=config.seed, shard_index=shard_index,

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from data import pipeline
 from dynadust3r_jax.model import ModelConfig, build_model
+from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
 from dynadust3r_jax.pretrained import load_model, write_config
 from dynadust3r_jax.train import datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
@@ -30,8 +31,10 @@ from dynadust3r_jax.train.step import forward, make_eval_step, make_train_step
 # batch entries the model reads, and all those the step uses (the rest — intrinsics, cameras, frame ids —
 # stay on the host)
 VIEW_KEYS = ('img1', 'img2', 'true_shape1', 'true_shape2', 'query_times')
+D4RT_KEYS = ('video', 'aspect_ratio', 'query_uv', 'query_t', 'target_xyz', 'target_uv', 'target_vis', 'target_disp',
+             'target_normal', 'mask_3d', 'mask_uv', 'mask_vis', 'mask_normal')
 DEVICE_KEYS = (*VIEW_KEYS, 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped', 'camera_pose1', 'camera_pose2',
-               *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')))
+               *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')), *D4RT_KEYS)
 
 
 # validation metrics on the console (metrics.jsonl has them all)
@@ -47,8 +50,21 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
+def _model_config(config):
+  """config.model as the family's architecture: D4RT (config.model_family='d4rt') or DUSt3R / DynaDUSt3R."""
+  if config.get('model_family', 'dust3r') == 'd4rt':
+    return D4RTConfig.from_dict(dict(config.model))
+  return ModelConfig.from_dict(dict(config.model))
+
+
 def _initial_params(config, cfg):
-  model = build_model(cfg, config.seed)
+  if isinstance(cfg, D4RTConfig):
+    if config.init_checkpoint:
+      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: D4RT initialisation from a checkpoint '
+                       'is not supported by the trainer yet; leave it empty (random initialisation)')
+    model = build_d4rt(cfg, config.seed)
+  else:
+    model = build_model(cfg, config.seed)
   if config.init_checkpoint:
     pretrained = load_model(config.init_checkpoint, for_inference=False)
     if pretrained.config.architecture() == cfg.architecture():
@@ -129,7 +145,7 @@ def train(config, workdir: str):
   sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-  cfg = ModelConfig.from_dict(dict(config.model))
+  cfg = _model_config(config)
   local_batch = config.batch_size // jax.process_count()
   accum = config.grad_accum_steps
   if config.batch_size % jax.process_count() or local_batch % accum or (local_batch // accum) % (
@@ -142,10 +158,11 @@ def train(config, workdir: str):
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, cfg)
-  if jax.process_index() == 0:  # the architecture, so that load_model(workdir) loads a checkpoint of this run
+  if jax.process_index() == 0 and isinstance(cfg, ModelConfig):  # so that load_model(workdir) loads this run
     write_config(workdir, cfg)
   logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
-               'batch %d in %d micro-batch(es)', cfg.arch, f'{_count(params):,}', cfg.dtype, cfg.attention_impl,
+               'batch %d in %d micro-batch(es)', getattr(cfg, 'arch', 'D4RT'), f'{_count(params):,}', cfg.dtype,
+               cfg.attention_impl,
                cfg.remat_policy, jax.device_count(), mesh.shape['data'], mesh.shape['fsdp'], config.batch_size,
                accum)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
@@ -163,14 +180,16 @@ def train(config, workdir: str):
   if jax.process_index() == 0:  # the file is shared: one writer
     _truncate_metrics(metrics_path, int(state['step']))
 
-  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha),
+  d4rt_weights = dict(config.d4rt_weights) if 'd4rt_weights' in config else None
+  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha, d4rt_weights),
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
   pair_poses = config.data.get('kind', 'stereo4d') == 'multiview' and config.data.both_orders
-  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha, pair_poses=pair_poses))
+  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha, pair_poses=pair_poses, d4rt_weights=d4rt_weights))
   # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
   train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
-  predict = jax.jit(functools.partial(forward, graphdef))
+  # pictures of the DUSt3R family's pointmaps (D4RT's are not drawn yet)
+  predict = jax.jit(functools.partial(forward, graphdef)) if isinstance(cfg, ModelConfig) else None
   eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
 
   def validate(params):
@@ -224,7 +243,7 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
           if k != 'step':
             writer.add_scalar(k, v, step)
         progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
-      if step % config.picture_every == 0 and jax.process_index() == 0:
+      if predict is not None and step % config.picture_every == 0 and jax.process_index() == 0:
         sample = next(pipeline.make_iterator(val_ds))
         res1, _ = jax.device_get(predict(state['params'], {k: jnp.asarray(v) for k, v in sample.items()
                                                               if k in VIEW_KEYS}))
