@@ -28,3 +28,24 @@ def test_d4rt_trains_and_resumes(tmp_path):
   before = (tmp_path / 'metrics.jsonl').read_text()
   train(_config(24), str(tmp_path))                        # resumed at the end: nothing changes
   assert (tmp_path / 'metrics.jsonl').read_text() == before
+
+
+def test_d4rt_starts_from_a_converted_videomae(tmp_path):
+  """The VideoMAE converter's output initialises the trainer's D4RT (its encoder loaded, the rest fresh), and
+  the training workdir then loads with load_model."""
+  from dynadust3r_jax import load_model
+  from dynadust3r_jax.convert.checkpoint import convert
+  from tests.conftest import FIXTURES
+  c = _config(2)
+  c.optimizer.warmup_steps = 1
+  convert(str(FIXTURES / 'videomae_tiny_hf'), str(tmp_path / 'init'), model='D4RT(size="tiny", img_size=32, num_frames=8)')
+  init = load_model(str(tmp_path / 'init'), for_inference=False)
+  c.model.update({k: getattr(init.config, k) for k in ('enc_embed_dim', 'enc_depth', 'enc_num_heads', 'enc_mlp_ratio')})
+  c.init_checkpoint = str(tmp_path / 'init')
+  train(c, str(tmp_path / 'run'))
+  trained = load_model(str(tmp_path / 'run'))
+  kernel = lambda m: np.asarray(m.module.encoder.patch_embed.proj.kernel[...])  # noqa: E731
+  from dynadust3r_jax.model.d4rt import build_d4rt
+  fresh = np.asarray(build_d4rt(trained.config, 7).encoder.patch_embed.proj.kernel[...])
+  moved, apart = np.abs(kernel(trained) - kernel(init)).max(), np.abs(fresh - kernel(init)).max()
+  assert moved < 0.05 * apart                                  # 2 steps away from VideoMAE's weights

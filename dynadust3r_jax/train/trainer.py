@@ -58,15 +58,13 @@ def _model_config(config):
 
 
 def _initial_params(config, cfg):
-  if isinstance(cfg, D4RTConfig):
-    if config.init_checkpoint:
-      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: D4RT initialisation from a checkpoint '
-                       'is not supported by the trainer yet; leave it empty (random initialisation)')
-    model = build_d4rt(cfg, config.seed)
-  else:
-    model = build_model(cfg, config.seed)
+  d4rt = isinstance(cfg, D4RTConfig)
+  model = build_d4rt(cfg, config.seed) if d4rt else build_model(cfg, config.seed)
   if config.init_checkpoint:
     pretrained = load_model(config.init_checkpoint, for_inference=False)
+    if d4rt != isinstance(pretrained.config, D4RTConfig):
+      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: a {type(pretrained.config).__name__} '
+                       f'checkpoint for a {type(cfg).__name__} model (config.model_family)')
     if pretrained.config.architecture() == cfg.architecture():
       nnx.update(model, nnx.state(pretrained.module, nnx.Param))
     else:
@@ -158,7 +156,7 @@ def train(config, workdir: str):
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, cfg)
-  if jax.process_index() == 0 and isinstance(cfg, ModelConfig):  # so that load_model(workdir) loads this run
+  if jax.process_index() == 0:  # the architecture, so that load_model(workdir) loads a checkpoint of this run
     write_config(workdir, cfg)
   logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
                'batch %d in %d micro-batch(es)', getattr(cfg, 'arch', 'D4RT'), f'{_count(params):,}', cfg.dtype,
