@@ -21,8 +21,9 @@ suite with one line. A later benchmark registers itself by adding one `Part` to 
 the 8 files that come back: one .jsonl per part plus summary.md).
 
 Budget plan for one H200 (GPU seconds, compiles included; the whole run under 9 minutes):
-  ceilings 20, correctness 55, forward 145, attention 42, train_step 130, align 85 (global alignment 40, then
-  the evaluation job's pairs throughput 45), data 45 = 522 s + the install (~5 s).
+  ceilings 20, correctness 55, forward 185 (D4RT's encoder and query decoding first, held to 40, then DUSt3R's
+  forward 145), attention 42, train_step 130, align 85 (global alignment 40, then the evaluation job's pairs
+  throughput 45), data 45 = 562 s + the install (~5 s).
   Each part's lines give its compile times (compile_s): the numbers to re-plan the budgets with.
 """
 import dataclasses
@@ -110,8 +111,17 @@ def _torch_python(ctx, bench):
   return None
 
 
+D4RT_BUDGET_S = 40    # benchmarks/d4rt.py, 'g' at 48 x 256^2 bf16 on one H200: build, 3 compiles, 3 x 3 timed calls
+
+
 def forward_part(ctx):
-  from benchmarks import forward  # noqa: PLC0415
+  from benchmarks import d4rt, forward  # noqa: PLC0415
+  from benchmarks.common import Budget  # noqa: PLC0415
+  # D4RT first, held to its own share: encoder per clip, queries/s with cached vs recomputed K/V
+  if ctx.dry_run:
+    d4rt.run(size='tiny', queries=64, chunk=16, iters=1, budget=ctx.budget, emit=ctx.emit)
+  else:
+    d4rt.run(budget=Budget(min(D4RT_BUDGET_S, ctx.budget.left())), emit=ctx.emit)
   torch_python = _torch_python(ctx, 'forward')
   impls = ['xla', 'cudnn', 'pallas']
   if ctx.dry_run:
@@ -224,7 +234,10 @@ def correctness_table(rows):
 
 def forward_table(rows):
   cells, notes = [], []
+  d4rt_rows = [r for r in rows if r['bench'].startswith('d4rt')]
   for r in rows:
+    if r['bench'].startswith('d4rt'):
+      continue
     if r['bench'] == 'forward_parity':
       notes.append('JAX vs PyTorch, float32, batch 1: ' + (f'skipped: {r["skipped"]}' if 'skipped' in r else
                                                            f'max rel err {max(r["max_rel_err"].values()):.2e}'))
@@ -234,7 +247,15 @@ def forward_table(rows):
         r['ms_per_batch'], r['pairs_per_s'], _pct(r.get('frac_of_bf16_peak')), r.get('speedup_vs_torch'),
         r.get('rel_err_vs_xla'), r.get('compile_s'), r.get('peak_source')]))
   return _table(['impl', 'dtype', 'batch', 'ms', 'pairs/s', '% bf16 peak', 'vs torch', 'err vs xla', 'compile s',
-                 'peak'], cells) + notes
+                 'peak'], cells) + notes + \
+      ['', 'D4RT (benchmarks/d4rt.py): encoder per clip, then query decoding (paper, Tab. 3: 40,180 queries/s):', ''] + \
+      _table(['size', 'dtype', 'measurement', 'ms', 'queries/s', 'vs recompute', 'TFLOP/s', 'vs paper', 'compile s'],
+             [[r.get('size', ''), r.get('dtype', ''), r['bench']] + _skip(r, 6) if 'skipped' in r else
+              [r['size'], r['dtype'], f'encode {r["frames"]}x{r["img_size"]}^2', r['ms_per_clip'], '', '', '', '',
+               r['compile_s']] if r['bench'] == 'd4rt_encode' else
+              [r['size'], r['dtype'], f'decode, {r["kv"]} K/V, chunk {r["chunk"]}', r['ms_per_chunk'],
+               r['queries_per_s'], r['speedup_vs_recompute'], r['tflops'], r['vs_paper'], r['compile_s']]
+              for r in d4rt_rows])
 
 
 def attention_table(rows):
@@ -310,7 +331,10 @@ def data_table(rows):
 PARTS = [
     Part('ceilings', 20, ceilings_part, ceilings_table, {'ceilings': ('bf16_matmul_tflops', 'copy_gbs')}),
     Part('correctness', 55, correctness_part, correctness_table, {'correctness': ('max_rel_err', 'threshold')}),
-    Part('forward', 145, forward_part, forward_table, {'forward': ('ms_per_batch', 'pairs_per_s', 'tflops')}),
+    Part('forward', 185, forward_part, forward_table, {'forward': ('ms_per_batch', 'pairs_per_s', 'tflops'),
+                                                       'd4rt_encode': ('ms_per_clip', 'compile_s'),
+                                                       'd4rt_decode': ('queries_per_s', 'speedup_vs_recompute',
+                                                                       'paper_queries_per_s')}),
     Part('attention', 42, attention_part, attention_table, {'rope_attention': ('ms', 'tflops')}),
     Part('train_step', 130, train_step_part, train_step_table,
          {'train_step': ('ms_per_step', 'pairs_per_s', 'tflops', 'compile_s')}),
