@@ -10,6 +10,7 @@ import pytest
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.mark.slow  # ~95 s on 2 cores (interpret-mode kernels); the GPU suite runs the kernel in the step on a device
 def test_sharded_pallas_step_equals_xla_step():
   """(data=4, fsdp=2) on 8 fake CPU devices, tiny DynaDUSt3R on 32x32 images, 2 micro-batches of 8."""
   out = subprocess.run([sys.executable, '-m', 'tests.scripts.sharded_step', 'pallas'], cwd=ROOT,
