@@ -83,14 +83,13 @@ Steps, with the choices the spec marks **(inferred)** (kept) and the ones made h
    also masks the displacement. Normals: zeros, mask_normal False (λnormal = 0 for Stereo4D).
 """
 import dataclasses
-import warnings
 
 import cv2
 import grain
 import numpy as np
 from scipy import ndimage
 
-from data.errors import BadClip
+from data.errors import BadClip, redraw
 from data.pipeline import NUM_SAMPLES, ClipSource, make_iterator  # noqa: F401 (make_iterator re-exported)
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import world_to_camera
@@ -435,23 +434,17 @@ class DrawD4RTExample(grain.transforms.RandomMap):
 
   def random_map(self, element, rng: np.random.Generator):
     del element  # the draw depends only on the generator (seed, index)
-    errors = []
-    for _ in range(self.options.max_attempts):
-      index = int(self.usable[rng.integers(0, len(self.usable))])
-      try:
-        clip = self.clips.open(index)
-        try:
-          example = build_example(clip, rng, self.options)
-        except BadClip as e:
-          raise BadClip(f'{_clip_name(clip, index)}: {e}') from None
-      except BadClip as e:
-        warnings.warn(str(e))  # once per process and message
-        errors.append(str(e))
-        continue
-      example['num_skipped'] = np.int32(len(errors))
-      return example
-    raise RuntimeError(f'{self.options.max_attempts} consecutive samples failed; the data is broken. Last '
-                       f'errors: {errors[-3:]}')
+    example, skipped = redraw(lambda _: self._example(rng), self.options.max_attempts)
+    example['num_skipped'] = np.int32(skipped)
+    return example
+
+  def _example(self, rng):
+    index = int(self.usable[rng.integers(0, len(self.usable))])
+    clip = self.clips.open(index)
+    try:
+      return build_example(clip, rng, self.options)
+    except BadClip as e:
+      raise BadClip(f'{_clip_name(clip, index)}: {e}') from None
 
 
 def make_dataset(clips: ClipSource, *, batch_size: int, seed: int, shard_index: int = 0, shard_count: int = 1,

@@ -49,7 +49,6 @@ cannot be told apart here.
 import collections
 import functools
 import threading
-import warnings
 import zlib
 
 import cv2
@@ -57,7 +56,7 @@ import grain
 import numpy as np
 
 from data.dust3r_views import aspect_ratio_for_batch, view_from_frame
-from data.errors import BadClip
+from data.errors import BadClip, redraw
 from data.pipeline import NUM_SAMPLES
 
 OPTIONS = ('aug_crop', 'color_jitter')
@@ -175,17 +174,9 @@ class DrawPair(grain.transforms.RandomMap):
     epoch, position = divmod(pair, size)
     rng = np.random.default_rng([self.seed, pair, _PAIR_STREAM])
     index = int(epoch_permutation(self.seed, epoch, size)[position])
-    errors = []
-    for _ in range(self.max_attempts):
-      try:
-        return self._views(index, epoch, resolution, rng), len(errors)
-      except FAILURES as e:
-        message = f'{type(e).__name__}: {e}'
-        warnings.warn(message)  # once per process and message
-        errors.append(message)
-      index = int(rng.integers(size))
-    raise RuntimeError(f'{self.max_attempts} consecutive samples failed; the data is broken. Last errors: '
-                       f'{errors[-3:]}')
+    # attempt 0: the epoch's pair; after a failure, a uniform draw of the mixture from the pair's generator
+    return redraw(lambda attempt: self._views(index if attempt == 0 else int(rng.integers(size)), epoch, resolution,
+                                              rng), self.max_attempts, FAILURES)
 
   def _views(self, index, epoch, resolution, rng):
     sample = self.mixture.sample(index, epoch)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import uuid
-import warnings
 from typing import Protocol
 
 import grain
@@ -26,7 +25,7 @@ from absl import logging
 
 from data import sampling
 from data.augment import augment
-from data.errors import BadClip
+from data.errors import redraw
 from data.stereo4d import Frame, Mp4Clip, build_example
 
 VIDEO_DIR = 'lefteye-perspective'
@@ -214,19 +213,10 @@ class DrawExample(grain.transforms.RandomMap):
 
   def random_map(self, element, rng: np.random.Generator):
     del element  # the draw depends only on the generator (seed, index)
-    errors = []
-    for _ in range(self.max_attempts):
-      index = sampling.sample_clip(rng, self.cumulative)
-      try:
-        example = self._example(index, rng)
-      except BadClip as e:
-        warnings.warn(str(e))  # once per process and message
-        errors.append(str(e))
-        continue
-      example['num_skipped'] = np.int32(len(errors))
-      return example
-    raise RuntimeError(f'{self.max_attempts} consecutive samples failed; the data is broken. Last errors: '
-                       f'{errors[-3:]}')
+    example, skipped = redraw(lambda _: self._example(sampling.sample_clip(rng, self.cumulative), rng),
+                              self.max_attempts)
+    example['num_skipped'] = np.int32(skipped)
+    return example
 
   def _example(self, index, rng):
     clip = self.clips.open(index)
