@@ -49,3 +49,35 @@ def test_d4rt_starts_from_a_converted_videomae(tmp_path):
   fresh = np.asarray(build_d4rt(trained.config, 7).encoder.patch_embed.proj.kernel[...])
   moved, apart = np.abs(kernel(trained) - kernel(init)).max(), np.abs(fresh - kernel(init)).max()
   assert moved < 0.05 * apart                                  # 2 steps away from VideoMAE's weights
+
+
+def test_mismatched_family_and_data_are_one_error(tmp_path):
+  import pytest
+  from configs import stereo4d as stereo4d_config
+  c = _config(2)
+  c.data.kind = 'stereo4d'
+  with pytest.raises(ValueError, match="config.data.kind='stereo4d' for a D4RT model"):
+    train(c, str(tmp_path / 'a'))
+  c = stereo4d_config.get_config('demo')
+  c.data.kind = 'multiview'
+  with pytest.raises(ValueError, match="config.data.kind='multiview' for a DynaDUSt3R model"):
+    train(c, str(tmp_path / 'b'))
+
+
+def test_a_d4rt_checkpoint_given_to_the_reconstruct_and_evaluate_jobs_is_one_error(tmp_path):
+  import pytest
+  from configs import evaluate as evaluate_config
+  from configs import reconstruct as reconstruct_config
+  from dynadust3r_jax.convert.checkpoint import convert
+  from dynadust3r_jax.evaluation.evaluate import evaluate
+  from dynadust3r_jax.inference.reconstruct import reconstruct
+  from tests.conftest import FIXTURES
+  convert(str(FIXTURES / 'videomae_tiny_hf'), str(tmp_path / 'd4rt'), model='tiny')
+  rc = reconstruct_config.get_config()
+  rc.checkpoint, rc.inputs = str(tmp_path / 'd4rt'), str(FIXTURES / 'inference_images')
+  with pytest.raises(ValueError, match='a D4RT model; this job takes DUSt3R-family checkpoints'):
+    reconstruct(rc, str(tmp_path / 'r'))
+  ec = evaluate_config.get_config('stereo4d')
+  ec.checkpoint, ec.data.root = str(tmp_path / 'd4rt'), str(tmp_path)
+  with pytest.raises(ValueError, match='a D4RT model'):
+    evaluate(ec, str(tmp_path / 'e'))

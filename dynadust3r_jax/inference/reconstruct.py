@@ -25,6 +25,7 @@ from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_
 from dynadust3r_jax.inference.inference import inference
 from dynadust3r_jax.inference.pair_viewer import pair_viewer
 from dynadust3r_jax.inference.pairs import duplicate_if_single, make_pairs
+from dynadust3r_jax.model.d4rt import D4RTConfig
 from dynadust3r_jax.pretrained import load_model
 
 SUMMARY_FILE = 'summary.json'
@@ -67,6 +68,9 @@ def model_from_config(config):
   dtype = config.dtype if config.dtype != 'auto' else ('bfloat16' if _on_gpu() else 'float32')
   attention = config.attention_impl if config.attention_impl != 'auto' else ('cudnn' if _on_gpu() else 'xla')
   model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
+  if isinstance(model.config, D4RTConfig):
+    raise ValueError(f'config.checkpoint={config.checkpoint}: a D4RT model; this job takes DUSt3R-family '
+                     'checkpoints (D4RT\'s depth, points, tracks and cameras: dynadust3r_jax/inference/d4rt.py)')
   if model.config.arch == 'CroCoNet':
     raise ValueError(f'config.checkpoint={config.checkpoint}: a CroCo v2 (pretraining) network has no 3D head; '
                      'give a DUSt3R or DynaDUSt3R checkpoint')

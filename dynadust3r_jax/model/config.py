@@ -22,8 +22,38 @@ REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
 RUNTIME_FIELDS = ('dtype', 'attention_impl', 'remat_policy')
 
 
+class ConfigFields:
+  """What the model families' configs (frozen dataclasses: ModelConfig, D4RTConfig) share: the architecture
+  fields a converted checkpoint stores (all but RUNTIME_FIELDS), JSON, replace, and a from_dict that names
+  unknown fields."""
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+  @classmethod
+  def architecture_fields(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in RUNTIME_FIELDS)
+
+  def architecture(self) -> dict:
+    return {k: getattr(self, k) for k in self.architecture_fields()}
+
+  def to_json(self) -> str:
+    return json.dumps(self.architecture(), indent=1)
+
+  @classmethod
+  def from_dict(cls, d: dict, **runtime):
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+      raise ValueError(f'{cls.__name__}: unknown field(s) {unknown}')
+    return cls(**{**d, **runtime})
+
+  @classmethod
+  def from_json(cls, text: str, **runtime):
+    return cls.from_dict(json.loads(text), **runtime)
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(ConfigFields):
   """Architecture (PyTorch constructor keywords) + runtime options."""
   arch: str = 'AsymmetricCroCo3DStereo'
   # CroCoNet keywords (defaults are CroCoNet's).
@@ -135,35 +165,9 @@ class ModelConfig:
       check(self.head_type == 'dpt', "DynaDUSt3R needs head_type='dpt' (its motion heads are DPT heads)")
       check(self.time_pos_emb_dim % 2 == 0, f'time_pos_emb_dim={self.time_pos_emb_dim} must be even')
 
-  def replace(self, **changes) -> 'ModelConfig':
-    return dataclasses.replace(self, **changes)
-
   def for_inference(self) -> 'ModelConfig':
     """What `dust3r.model.load_model` does: PatchEmbedDust3R and no head transposition."""
     if self.arch == 'CroCoNet':
       return self
     return self.replace(patch_embed_cls='PatchEmbedDust3R', landscape_only=False)
 
-  @classmethod
-  def architecture_fields(cls) -> tuple[str, ...]:
-    """The names of the fields a converted checkpoint stores (all but the runtime options)."""
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in RUNTIME_FIELDS)
-
-  def architecture(self) -> dict:
-    """The architecture fields only (what a converted checkpoint stores)."""
-    return {k: getattr(self, k) for k in self.architecture_fields()}
-
-  def to_json(self) -> str:
-    return json.dumps(self.architecture(), indent=1)
-
-  @classmethod
-  def from_dict(cls, d: dict, **runtime) -> 'ModelConfig':
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f'model config: unknown field(s) {unknown}')
-    return cls(**{**d, **runtime})
-
-  @classmethod
-  def from_json(cls, text: str, **runtime) -> 'ModelConfig':
-    return cls.from_dict(json.loads(text), **runtime)

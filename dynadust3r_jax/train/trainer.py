@@ -50,11 +50,20 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
+# the data kinds (train/datasets.py) each architecture trains on
+DATA_FOR = {'D4RT': ('d4rt',), 'DynaDUSt3R': ('stereo4d',), 'AsymmetricCroCo3DStereo': ('stereo4d', 'multiview')}
+
+
 def _model_config(config):
-  """config.model as the family's architecture: D4RT (config.model_family='d4rt') or DUSt3R / DynaDUSt3R."""
-  if config.get('model_family', 'dust3r') == 'd4rt':
-    return D4RTConfig.from_dict(dict(config.model))
-  return ModelConfig.from_dict(dict(config.model))
+  """config.model as the family's architecture: D4RT (config.model_family='d4rt') or DUSt3R / DynaDUSt3R;
+  one error when config.data.kind gives it data it cannot train on."""
+  d4rt = config.get('model_family', 'dust3r') == 'd4rt'
+  cfg = (D4RTConfig if d4rt else ModelConfig).from_dict(dict(config.model))
+  arch, kind = 'D4RT' if d4rt else cfg.arch, config.data.get('kind', 'stereo4d')
+  if kind not in DATA_FOR.get(arch, ()):
+    raise ValueError(f'config.data.kind={kind!r} for a {arch} model (config.model_family / config.model.arch): '
+                     f'it trains on {DATA_FOR.get(arch, "no data kind")}')
+  return cfg
 
 
 def _initial_params(config, cfg):
@@ -140,10 +149,10 @@ def train(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
   # JAX starts its backend threads.
+  cfg = _model_config(config)  # (its errors before any data is made)
   sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-  cfg = _model_config(config)
   local_batch = config.batch_size // jax.process_count()
   accum = config.grad_accum_steps
   if config.batch_size % jax.process_count() or local_batch % accum or (local_batch // accum) % (

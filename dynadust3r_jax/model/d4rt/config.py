@@ -11,12 +11,12 @@ Named sizes (`SIZES`, `d4rt_config(name)`), spec §2.3:
   'tiny' 64/4/4, 16 frames at 64^2, decoder 2 layers, d = 64, 4 heads: for tests and demos.
 """
 import dataclasses
-import json
+
+from dynadust3r_jax.model.config import ConfigFields
 
 DTYPES = ('float32', 'bfloat16', 'float16')
 ATTENTION_IMPLS = ('xla', 'cudnn')
 REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
-RUNTIME_FIELDS = ('dtype', 'attention_impl', 'remat_policy')
 
 # The 13 output channels of the head (spec §4, Fig. 7): name -> (start, stop).
 HEAD_SPLITS = {'xyz': (0, 3), 'uv': (3, 5), 'vis_logit': (5, 6), 'disp': (6, 9), 'normal': (9, 12),
@@ -25,7 +25,7 @@ HEAD_DIM = 13
 
 
 @dataclasses.dataclass(frozen=True)
-class D4RTConfig:
+class D4RTConfig(ConfigFields):
   """D4RT architecture + runtime options. Defaults are the paper's main model ('g')."""
   # Encoder (ViT, pre-LN, exact GELU, LayerNorm eps 1e-6 as VideoMAE).
   enc_embed_dim: int = 1408
@@ -115,31 +115,6 @@ class D4RTConfig:
     check(self.attention_impl != 'cudnn' or self.dtype != 'float32',
           "attention_impl='cudnn' needs dtype='bfloat16' or 'float16' (cuDNN flash attention has no float32)")
     check(self.remat_policy in REMAT_POLICIES, f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
-
-  def replace(self, **changes) -> 'D4RTConfig':
-    return dataclasses.replace(self, **changes)
-
-  @classmethod
-  def architecture_fields(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in RUNTIME_FIELDS)
-
-  def architecture(self) -> dict:
-    return {k: getattr(self, k) for k in self.architecture_fields()}
-
-  def to_json(self) -> str:
-    return json.dumps(self.architecture(), indent=1)
-
-  @classmethod
-  def from_dict(cls, d: dict, **runtime) -> 'D4RTConfig':
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-      raise ValueError(f'D4RT config: unknown field(s) {unknown}')
-    return cls(**{**d, **runtime})
-
-  @classmethod
-  def from_json(cls, text: str, **runtime) -> 'D4RTConfig':
-    return cls.from_dict(json.loads(text), **runtime)
 
 
 _DEC_G = dict(dec_embed_dim=1280, dec_depth=8, dec_num_heads=16, dec_mlp_ratio=3.5)
