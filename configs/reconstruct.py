@@ -8,7 +8,8 @@
 
 `checkpoint` is a converted model directory (convert_weights.py) or a training workdir (its best
 checkpoint). `inputs` is a folder of images, a glob, one image or a video file; a glob that matches videos
-takes the first. Two images are aligned by DUSt3R's PairViewer, more by the global alignment.
+takes the first. Two images are aligned by DUSt3R's PairViewer, more by the global alignment. A D4RT
+checkpoint reads the frames as one video (clips of its num_frames, `d4rt.*`) and needs no pairs or alignment.
 """
 import ml_collections
 
@@ -38,6 +39,12 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.align.init = 'mst'
   c.align.edge_chunk = 16           # edges per chunk of the loss (memory grows with it, not with the edges)
   c.align.memory_budget_gb = 0.0    # refuse graphs whose alignment would need more; 0 = the device's memory
+
+  c.d4rt = ml_collections.ConfigDict()  # D4RT checkpoints (inference/d4rt_scene.py)
+  c.d4rt.overlap = -1               # frames shared by consecutive clips (-1: a quarter of the clip, at least 1)
+  c.d4rt.top_fraction = 0.85        # the most confident points of an overlap that fit the clips' Sim(3) (App. B)
+  c.d4rt.grid = 32                  # the grid x grid queries of the pose and focal estimates (spec §8)
+  c.d4rt.chunk = 4096               # queries per jitted decoder call (memory, not results)
 
   c.min_conf_thr = 3.0              # on the raw confidence (>= 1): points kept in the exports
   c.clean_depth = True              # DUSt3R's clean_pointcloud (its demo default)

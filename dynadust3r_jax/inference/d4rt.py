@@ -137,6 +137,18 @@ def point_cloud(model, video, aspect_ratio=1.0, h=None, w=None, chunk=DEFAULT_CH
   return xyz.reshape(num_frames, h, w, 3), conf.reshape(num_frames, h, w)
 
 
+def moved_points(model, video, aspect_ratio=1.0, h=None, w=None, chunk=DEFAULT_CHUNK, reference_frame=0, step=1):
+  """(points (T - step, h, w, 3), conf (T - step, h, w)): every pixel of frame t at time t + step, in the
+  coordinates of camera `reference_frame` (queries (u, v, t, t + step, ref)); minus `point_cloud`'s points of
+  frames 0..T-step-1, each pixel's 3D motion over `step` frames."""
+  decode, num_frames = as_decoder(model, video, aspect_ratio, chunk)
+  h, w = _size(video, h, w)
+  uv, qt = _frame_queries(num_frames - step, h, w, cam=reference_frame)
+  qt[:, 1] += step
+  xyz, conf = _decode(decode, uv, qt, ['xyz', 'conf'])
+  return xyz.reshape(-1, h, w, 3), conf.reshape(-1, h, w)
+
+
 def tracks(model, video, aspect_ratio=1.0, query_uv=None, t_src=0, chunk=DEFAULT_CHUNK):
   """(xyz (T, N, 3), visible (T, N) bool): N points (query_uv (N, 2) seen in frame t_src, an int or (N,)) tracked
   through every frame t in camera t's coordinates (queries (u, v, t_src, t, t)); visible: vis logit > 0."""
