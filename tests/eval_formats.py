@@ -163,3 +163,25 @@ class OracleModel:
         res['conf'].append(np.full(self.points.shape[1:3], 10.0))
     return ({k: np.stack(v).astype(np.float32) for k, v in res1.items()},
             {k: np.stack(v).astype(np.float32) for k, v in res2.items()})
+
+
+class D4RTOracle:
+  """A stand-in for a D4RT network (a clip opener, inference/d4rt_scene.is_d4rt): each clip of `num_frames`
+  frames answers a query (u, v, t_src, t_tgt, t_cam) with the GT point of pixel (u, v) of frame t_src (its depth
+  unprojected with K) in camera t_cam, confidence 10; static, so t_tgt is ignored (no motion queries)."""
+
+  def __init__(self, clip: Clip, num_frames: int):
+    self.points = OracleModel(clip, []).points              # (T, H, W, 3) in each frame's camera
+    self.clip, self.num_frames = clip, num_frames
+
+  def __call__(self, ids):
+    h, w = self.points.shape[1:3]
+
+    def decode(uv, qt):
+      src, cam = ids[qt[:, 0]], ids[qt[:, 2]]
+      cols, rows = (np.floor(uv[:, 0] * w).astype(int), np.floor(uv[:, 1] * h).astype(int))
+      to_cam = self.clip.w2c[cam] @ self.clip.c2w[src]
+      xyz = np.einsum('qij,qj->qi', to_cam[:, :3, :3], self.points[src, rows, cols]) + to_cam[:, :3, 3]
+      return {'xyz': xyz, 'conf': np.full(len(uv), 10.0), 'vis_logit': np.ones(len(uv))}
+    decode.num_frames = len(ids)
+    return decode

@@ -40,7 +40,7 @@ def _oracle(n, seed=0):
       return {'xyz': scale * xyz, 'conf': conf, 'vis_logit': np.ones(len(uv))}
     decode.num_frames = len(ids)
     return decode
-  open_clip.scales = []
+  open_clip.scales, open_clip.num_frames = [], 8
   return open_clip, c2w
 
 
@@ -53,7 +53,7 @@ def _views(n):
 @pytest.mark.parametrize('n', [20, 5])   # four clips of 8 (the last shifted back), and one padded clip
 def test_clips_aligned_into_one_scene(n):
   open_clip, c2w = _oracle(n)
-  scene = d4rt_scene.reconstruct_views(open_clip, _views(n), clip_frames=8, overlap=3, grid=8)
+  scene = d4rt_scene.reconstruct_views(open_clip, _views(n), overlap=3, grid=8)
   assert scene.clips == ([(0, 8), (5, 13), (10, 18), (12, 20)] if n == 20 else [(0, 5)])
   s0 = open_clip.scales[0]                                 # the scene keeps clip 0's scale
   np.testing.assert_allclose(scene.clip_scales, s0 / np.array(open_clip.scales), rtol=1e-6)
@@ -87,4 +87,4 @@ def test_clip_starts_and_errors():
   views = _views(2)
   views[1] = {'img': np.zeros((1, 8, 8, 3), np.float32), 'true_shape': np.array([[8, 8]])}
   with pytest.raises(ValueError, match='one processed size'):
-    d4rt_scene.reconstruct_views(_oracle(2)[0], views, clip_frames=8)
+    d4rt_scene.reconstruct_views(_oracle(2)[0], views)

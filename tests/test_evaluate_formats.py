@@ -128,6 +128,19 @@ def test_video_protocol_on_gt_predictions_is_near_perfect(clip, tmp_path):
   assert record['pose']['ate'] < 0.05 * travel and record['pose']['rpe_rot'] < 0.01   # degrees
 
 
+def test_video_protocol_on_gt_d4rt_queries_is_near_perfect(clip, tmp_path):
+  """The same with a D4RT stand-in answering queries exactly, in clips of 3 frames (so the clips' Sim(3)
+  alignment is on the path): depth and trajectory match the GT."""
+  seq = sintel.load_sequence(eval_formats.write_sintel(clip, str(tmp_path)), 'alley_2')
+  video = evaluate_config.get_config('sintel').video
+  video.max_frames = 5
+  record = video_protocol.evaluate_video(seq, eval_formats.D4RTOracle(clip, num_frames=3), video, size=64,
+                                         square_ok=True, batch_size=4, with_poses=True)
+  assert record['depth']['abs_rel'] < 1e-4 and record['depth']['delta_1.25'] == 1.0
+  travel = np.linalg.norm(clip.c2w[4, :3, 3] - clip.c2w[0, :3, 3])
+  assert record['pose']['ate'] < 1e-4 * travel and record['pose']['rpe_rot'] < 1e-3   # degrees
+
+
 def test_co3d_protocol_on_gt_predictions_is_perfect(clip, tmp_path):
   root = eval_formats.write_co3d(clip, str(tmp_path))
   seq = co3d.load_sequence(root, co3d.sequence_names(root)[0])

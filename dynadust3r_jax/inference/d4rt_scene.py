@@ -28,6 +28,7 @@ from data.d4rt import crop_resize
 from dynadust3r_jax.inference import d4rt
 from dynadust3r_jax.inference.geometry import similarity_matrix, umeyama
 from dynadust3r_jax.inference.global_align import Scene
+from dynadust3r_jax.model.d4rt import D4RT, D4RTConfig
 
 TOP_FRACTION = 0.85  # App. B: the Sim(3) fit uses the top 85% most confident points of the overlap
 
@@ -65,15 +66,27 @@ def view_frames(views) -> tuple[np.ndarray, int, int]:
   return np.round((frames + 1) * 127.5).clip(0, 255).astype(np.uint8), h, w
 
 
-def model_decoder(model, frames, chunk=d4rt.DEFAULT_CHUNK):
-  """open_clip(frame_ids (T,)) → a Decoder of those frames for a D4RT network (the video at img_size²)."""
+def is_d4rt(model) -> bool:
+  """Whether `model` is one reconstruct_views takes: load_model's Predictor of a D4RT checkpoint, a D4RT
+  network, or a clip opener (a callable with `num_frames`: open_clip(frame_ids (T,)) → decode, e.g. exact
+  geometry for tests)."""
+  return (isinstance(getattr(model, 'config', None), D4RTConfig) or isinstance(model, D4RT)
+          or (callable(model) and hasattr(model, 'num_frames')))
+
+
+def clip_opener(model, frames, chunk=d4rt.DEFAULT_CHUNK):
+  """(open_clip, T): open_clip(frame_ids (T,)) → a decode callable of those frames (for a D4RT network: a
+  Decoder of the frames resized to img_size²); T frames per clip."""
+  model = getattr(model, 'module', model)  # a Predictor's network
+  if not isinstance(model, D4RT):
+    return model, int(model.num_frames)
   size = model.cfg.img_size
   h, w = frames.shape[1:3]
   resized = np.stack([crop_resize(f, (0, 0, w, h), size) for f in frames]).astype(np.float32) / 127.5 - 1
 
   def open_clip(ids):
     return d4rt.Decoder(model, resized[ids], aspect_ratio=w / h, chunk=chunk)
-  return open_clip
+  return open_clip, model.cfg.num_frames
 
 
 def _clip_outputs(decode, h, w, grid, with_motion):
@@ -101,19 +114,14 @@ def _similarity(src, dst, conf, top_fraction):
 
 
 def reconstruct_views(model, views, *, overlap: int | None = None, grid: int = 32, chunk: int = d4rt.DEFAULT_CHUNK,
-                      min_conf_thr: float = 3.0, top_fraction: float = TOP_FRACTION, with_motion: bool = True,
-                      clip_frames: int | None = None) -> D4RTScene:
+                      min_conf_thr: float = 3.0, top_fraction: float = TOP_FRACTION,
+                      with_motion: bool = True) -> D4RTScene:
   """The D4RT scene of processed views of one size (a video's frames in time order; module docstring).
 
-  model: a D4RT network (nnx.Module), or open_clip(frame_ids (T,)) → a decode callable with `num_frames`
-  (e.g. ground-truth geometry, for tests; then clip_frames gives T). overlap: frames shared by consecutive
-  clips (default T // 4, at least 1)."""
+  model: see is_d4rt. overlap: frames shared by consecutive clips (default T // 4, at least 1)."""
   frames, h, w = view_frames(views)
   n = len(frames)
-  if callable(model) and not hasattr(model, 'cfg'):
-    open_clip, T = model, int(clip_frames)
-  else:
-    open_clip, T = model_decoder(model, frames, chunk), model.cfg.num_frames
+  open_clip, T = clip_opener(model, frames, chunk)
   overlap = max(1, T // 4) if overlap is None else int(overlap)
   starts = clip_starts(n, T, min(overlap, T - 1))
   c2w = np.zeros((n, 4, 4))

@@ -140,9 +140,8 @@ def _dust3r_scene(config, model, imgs, known_intrinsics, known_poses, stages):
 def _d4rt_scene(config, model, imgs, stages):
   with stages('d4rt'):
     d = config.d4rt
-    scene = d4rt_scene.reconstruct_views(model.module, imgs, overlap=d.overlap if d.overlap >= 0 else None,
-                                         grid=d.grid, chunk=d.chunk, min_conf_thr=config.min_conf_thr,
-                                         top_fraction=d.top_fraction)
+    scene = d4rt_scene.reconstruct_views(model, imgs, overlap=d.overlap if d.overlap >= 0 else None, grid=d.grid,
+                                         chunk=d.chunk, min_conf_thr=config.min_conf_thr, top_fraction=d.top_fraction)
     logging.info('d4rt: %d clip(s) %s, scales %s', len(scene.clips), scene.clips,
                  ', '.join(f'{s:.3g}' for s in scene.clip_scales))
   return scene
