@@ -5,6 +5,7 @@
   python main.py --config=configs/reconstruct.py --config.checkpoint=runs/x --config.inputs=clip.mp4 \
       --config.frame_stride=5 --config.max_frames=40 --config.scene_graph=swin-5 --workdir=out/clip
   python main.py --config=configs/reconstruct.py:demo --workdir=runs/reconstruct_demo  # after the training demo
+  python main.py --config=configs/reconstruct.py:d4rt_demo --workdir=runs/reconstruct_d4rt  # after configs/d4rt.py:demo
 
 `checkpoint` is a converted model directory (convert_weights.py) or a training workdir (its best
 checkpoint). `inputs` is a folder of images, a glob, one image or a video file; a glob that matches videos
@@ -62,6 +63,11 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     c.scene_graph = 'swin-2'
     c.align.niter = 100
     c.min_conf_thr = 1.1           # the 200-step demo model's confidences are ~1.0-1.4
+  elif variant == 'd4rt_demo':  # the D4RT demo's model (configs/d4rt.py:demo) on one of its test videos
+    c.checkpoint = 'runs/d4rt_demo'
+    c.inputs = 'runs/d4rt_demo/synthetic/lefteye-perspective/test/*.mp4'
+    c.image_size, c.square_ok = 64, True
+    c.min_conf_thr = 1.0           # keep every point (D4RT's confidence is 1 + exp(.) > 1)
   elif variant:
-    raise ValueError(f'configs/reconstruct.py: unknown variant {variant!r}; choose "" or "demo"')
+    raise ValueError(f'configs/reconstruct.py: unknown variant {variant!r}; choose "", "demo" or "d4rt_demo"')
   return c

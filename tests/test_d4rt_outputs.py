@@ -151,3 +151,31 @@ def test_tracks_and_depth_of_the_stub():
   depth = d4rt.depth_maps(scene, np.zeros((scene.num_frames, 3, 2, 3)))
   np.testing.assert_allclose(depth[0], (2 + np.sin(3 * d4rt.query_grid(3, 2)[:, 0]) *
                                         np.cos(2 * d4rt.query_grid(3, 2)[:, 1])).reshape(3, 2), atol=1e-6)
+
+
+class _StillCamera:
+  """decode: every frame seen by one camera, so pixel (u, v) stays at (u, v); visible in all frames, or only in
+  its source frame (only_source)."""
+  num_frames = 4
+
+  def __init__(self, only_source=False):
+    self.only_source = only_source
+
+  def __call__(self, query_uv, query_t):
+    uv, qt = np.asarray(query_uv, np.float32), np.asarray(query_t)
+    vis = np.where(self.only_source & (qt[:, 0] != qt[:, 1]), -1.0, 1.0)
+    return {'xyz': np.concatenate([uv, np.ones((len(uv), 1))], -1), 'uv': uv, 'vis_logit': vis}
+
+
+@pytest.mark.parametrize('only_source, tracks_needed', [(False, 6 * 5), (True, 4 * 6 * 5)])
+def test_dense_tracks_visit_every_cell_once(only_source, tracks_needed):
+  """Alg. 1: with one draw per round, a pixel visible in all 4 frames is tracked once (4x fewer queries than
+  T²hw), one visible only in its own frame once per frame (the naive count)."""
+  out = d4rt.dense_tracks(_StillCamera(only_source), None, h=6, w=5, batch=1)
+  assert len(out['source_t']) == tracks_needed and out['num_queries'] == tracks_needed * 4
+  cells = {(t, round(u * 5 - .5), round(v * 6 - .5)) for (u, v), t in zip(out['source_uv'], out['source_t'])}
+  assert len(cells) == tracks_needed                              # no cell drawn twice
+  np.testing.assert_allclose(out['uv'], np.broadcast_to(out['source_uv'], out['uv'].shape))
+  assert out['visible'].all() != only_source
+  batched = d4rt.dense_tracks(_StillCamera(only_source), None, h=6, w=5, batch=7)
+  assert len(batched['source_t']) >= tracks_needed                # a round may draw two cells of one track

@@ -1,4 +1,5 @@
-"""D4RT's outputs from its queries (spec/d4rt.md §8): depth maps, point clouds, tracks, extrinsics, intrinsics.
+"""D4RT's outputs from its queries (spec/d4rt.md §8): depth maps, point clouds, tracks (also all pixels' with
+Alg. 1's occupancy grid), extrinsics, intrinsics.
 
 One encoder pass per clip: `Decoder(model, video, aspect_ratio)` runs the jitted encoder once and caches every
 decoder layer's K/V of F (`model.scene_kv`); calling it decodes any number of queries in jitted chunks of
@@ -160,6 +161,38 @@ def tracks(model, video, aspect_ratio=1.0, query_uv=None, t_src=0, chunk=DEFAULT
   qt = np.stack([np.tile(src, num_frames), t, t], -1)
   xyz, vis = _decode(decode, np.tile(uv, (num_frames, 1)), qt, ['xyz', 'vis_logit'])
   return xyz.reshape(num_frames, n, 3), vis.reshape(num_frames, n) > 0
+
+
+def dense_tracks(model, video, aspect_ratio=1.0, h=None, w=None, batch=1024, chunk=DEFAULT_CHUNK, seed=0) -> dict:
+  """Every pixel of every frame tracked, with Alg. 1's occupancy grid (spec §8): while a cell (t, i, j) of the
+  T x h x w grid is unvisited, draw `batch` unvisited cells (seeded), track their pixels through every frame
+  (queries (u, v, t_src, t, t)) and mark the cells their visible positions fall in (the 'uv' output, visible:
+  vis logit > 0), and the source cells themselves. → {'source_uv' (N, 2), 'source_t' (N,), 'xyz' (T, N, 3) in
+  camera t, 'uv' (T, N, 2), 'visible' (T, N) bool, 'num_queries': N·T} (the naive count is T²·h·w)."""
+  decode, num_frames = as_decoder(model, video, aspect_ratio, chunk)
+  h, w = _size(video, h, w)
+  grid, rng = query_grid(h, w), np.random.default_rng(seed)
+  visited = np.zeros(num_frames * h * w, bool)
+  found = []
+  while not visited.all():
+    free = np.flatnonzero(~visited)
+    pick = rng.choice(free, size=min(batch, len(free)), replace=False)
+    t_src, cell = np.divmod(pick, h * w)
+    n = len(pick)
+    t = np.repeat(np.arange(num_frames), n)
+    qt = np.stack([np.tile(t_src, num_frames), t, t], -1)
+    xyz, uv, vis = _decode(decode, np.tile(grid[cell], (num_frames, 1)), qt, ['xyz', 'uv', 'vis_logit'])
+    uv, vis = uv.reshape(num_frames, n, 2), vis.reshape(num_frames, n) > 0
+    col, row = np.floor(uv[..., 0] * w).astype(np.int64), np.floor(uv[..., 1] * h).astype(np.int64)
+    seen = vis & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    frame = np.broadcast_to(np.arange(num_frames)[:, None], seen.shape)
+    visited[(frame[seen] * h + row[seen]) * w + col[seen]] = True
+    visited[pick] = True
+    found.append((grid[cell], t_src, xyz.reshape(num_frames, n, 3), uv, vis))
+  source_uv, source_t, xyz, uv, vis = (np.concatenate(parts, axis=a) for parts, a in zip(zip(*found),
+                                                                                         (0, 0, 1, 1, 1)))
+  return {'source_uv': source_uv, 'source_t': source_t, 'xyz': xyz, 'uv': uv, 'visible': vis,
+          'num_queries': int(source_t.size * num_frames)}
 
 
 def rigid_fit(src, dst, weights=None):
