@@ -4,7 +4,8 @@ Sequences run one by one (a progress bar over them); each finished one is stored
 and skipped by a rerun with the same settings, so a crashed evaluation continues where it stopped. A
 sequence the reader or the ground truth cannot serve (an unreadable file, NaN cameras, no tracks) is
 skipped, counted and named in results.json with its reason; a wrong root or a setting that cannot work is
-one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py.
+one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py; a D4RT
+checkpoint runs the pairs protocol (d4rt_pairs.py) and, for now, only that one.
 """
 import importlib
 import os
@@ -17,12 +18,15 @@ from data.errors import BadClip
 from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
-from dynadust3r_jax.evaluation import co3d_protocol, pair_protocol, video_protocol
+from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
 from dynadust3r_jax.evaluation.results import SequenceStore, write_results
 from dynadust3r_jax.inference.reconstruct import model_from_config
+from dynadust3r_jax.model.d4rt import D4RTConfig
+from dynadust3r_jax.pretrained import D4RT_ARCH, load_config
 
 PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
              'co3d': 'relative_pose'}
+D4RT_PROTOCOLS = ('pairs',)  # what a D4RT checkpoint runs (d4rt_pairs.py)
 # benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes; 'sequences' is
 # passed only when set, so the reader's default set applies otherwise: Bonn's five of MonST3R)
 READERS = {'adt': ('data.tapvid3d', ()), 'dynamic_replica': ('data.dynamic_replica', ('split',)),
@@ -53,6 +57,23 @@ def _check(config):
   unknown = set(config.pairs.metrics) - {'depth', 'motion'}
   if unknown:
     raise ValueError(f'config.pairs.metrics: unknown {sorted(unknown)}; choose from depth, motion')
+
+
+def _model(config):
+  """model_from_config's network; a D4RT checkpoint's config.json is checked first (before its weights load):
+  it runs the protocols of D4RT_PROTOCOLS only, and a pair must fit in one of its clips."""
+  cfg = load_config(config.checkpoint)
+  if isinstance(cfg, D4RTConfig):
+    protocol = PROTOCOLS[config.benchmark]
+    if protocol not in D4RT_PROTOCOLS:
+      raise ValueError(f'config.checkpoint={config.checkpoint}: a D4RT model; the {protocol} protocol of '
+                       f'{config.benchmark} takes DUSt3R-family checkpoints for now (D4RT runs the pairs protocol: '
+                       '--config=configs/evaluate.py:stereo4d, adt or dynamic_replica)')
+    if protocol == 'pairs' and config.pairs.max_gap >= cfg.num_frames:
+      raise ValueError(f'config.pairs.max_gap={config.pairs.max_gap}: both frames of a pair must be in one D4RT '
+                       f'clip of {cfg.num_frames} frames (the checkpoint\'s num_frames); give '
+                       f'--config.pairs.max_gap<={cfg.num_frames - 1}')
+  return model_from_config(config)
 
 
 class _Stereo4DSequence:
@@ -104,8 +125,12 @@ def _run_pairs(config, model, with_motion, opened):
     examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
   if not examples:
     raise BadClip('fewer than two frames')
-  metrics = pair_protocol.evaluate_pairs(examples, model, batch_size=config.batch_size, scale_rule=p.scale,
-                                         motion_error=p.motion_error, with_motion=with_motion)
+  scoring = dict(scale_rule=p.scale, motion_error=p.motion_error, with_motion=with_motion)
+  if isinstance(model.config, D4RTConfig):
+    metrics = d4rt_pairs.evaluate_pairs(examples, pairs, opened, model.module, size=config.image_size,
+                                        square_ok=config.square_ok, **scoring)
+  else:
+    metrics = pair_protocol.evaluate_pairs(examples, model, batch_size=config.batch_size, **scoring)
   return {'pairs': [list(x) for x in pairs], 'metrics': metrics,
           'mean': {k: float(np.nanmean(v)) if np.isfinite(v).any() else float('nan') for k, v in metrics.items()}}
 
@@ -151,10 +176,10 @@ def evaluate(config, workdir: str) -> dict:
   """Runs the job; returns (and writes) the results."""
   _check(config)
   os.makedirs(workdir, exist_ok=True)
-  model = model_from_config(config)
-  arch = model.config.arch
+  model = _model(config)
+  arch = D4RT_ARCH if isinstance(model.config, D4RTConfig) else model.config.arch
   with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
-  if with_motion and arch != 'DynaDUSt3R':
+  if with_motion and arch not in ('DynaDUSt3R', D4RT_ARCH):
     raise ValueError(f'config.checkpoint={config.checkpoint}: a {arch} model has no motion heads, so motion metrics '
                      'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
   items = _sequences(config)  # a wrong root fails here, before anything is written

@@ -8,7 +8,8 @@ frame t1, view 2 = frame t2, a DynaDUSt3R model with query times [1, 1, 0] (moti
 view 2 to t1). Ground truth: Stereo4D clips through the training targets (data/stereo4d.py), the others
 from their 3D tracks (data/pair_targets.py) at the processed image size. Metrics per pair
 (`depth_motion.pair_metrics`, the scale rule and motion error from the config), kept per pair;
-aggregates are means over all pairs (pairs without valid pixels are left out).
+aggregates are means over all pairs (pairs without valid pixels are left out). A D4RT model answers the
+same pairs with queries on a clip holding both frames (d4rt_pairs.py), scored by the same `score_pairs`.
 """
 import zlib
 
@@ -78,6 +79,13 @@ def evaluate_pairs(examples, model, *, batch_size: int, scale_rule: str, motion_
   pairs = [(_view(ex['img1'], 2 * e), _view(ex['img2'], 2 * e + 1)) for e, ex in enumerate(examples)]
   query_times = np.tile(np.float32(QUERY_TIMES), (len(pairs), 1)) if with_motion else None
   out = inference(pairs, model, batch_size=batch_size, query_times=query_times, progress=False)
+  return score_pairs(examples, out['pred1'], out['pred2'], scale_rule=scale_rule, motion_error=motion_error,
+                     with_motion=with_motion)
+
+
+def score_pairs(examples, pred1, pred2, *, scale_rule: str, motion_error: str, with_motion: bool) -> dict:
+  """Per-pair metrics of predictions stacked over the examples (B, H, W, ...) against their GT: {metric: [value
+  per pair]}. Shared by the DUSt3R path above and D4RT's (d4rt_pairs.py)."""
   batch = {k: np.stack([ex[k] for ex in examples]) for k in GT_KEYS}
-  metrics = pair_metrics(out['pred1'], out['pred2'], batch, scale_rule, motion_error, with_motion)
+  metrics = pair_metrics(pred1, pred2, batch, scale_rule, motion_error, with_motion)
   return {k: [float(x) for x in np.asarray(v)] for k, v in metrics.items()}
