@@ -76,13 +76,15 @@ def _metrics(workdir):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize('model', [['--config=configs/stereo4d.py:tiny', '--config.model.img_size=(32, 32)'],
+                                   ['--config=configs/d4rt.py:tiny', '--config.optimizer.warmup_steps=2']],
+                         ids=['dynadust3r', 'd4rt'])
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, model):
   """Train 2k steps; train k steps, SIGKILL, rerun the same command: steps k+1..2k log the same values."""
   from data import synthetic
   synthetic.write_clips(str(tmp_path / 'data'), 'train', 3, 12, size=32, seed=0)
   synthetic.write_clips(str(tmp_path / 'data'), 'test', 2, 12, size=32, seed=1)
-  command = [sys.executable, 'main.py', '--config=configs/stereo4d.py:tiny', f'--config.data.root={tmp_path}/data',
-             '--config.model.img_size=(32, 32)', '--config.num_steps=16', '--config.log_every=1',
+  command = [sys.executable, 'main.py', *model, f'--config.data.root={tmp_path}/data', '--config.num_steps=16', '--config.log_every=1',
              '--config.val_every=4', '--config.checkpoint_every=4', '--config.picture_every=1000']
   subprocess.run(command + [f'--workdir={tmp_path}/a'], cwd=ROOT, check=True, capture_output=True, timeout=900)
   killed = subprocess.Popen(command + [f'--workdir={tmp_path}/b'], cwd=ROOT, stdout=subprocess.DEVNULL,
