@@ -1,6 +1,6 @@
 """A D4RT checkpoint in the evaluation job's pairs protocol (evaluation/d4rt_pairs.py): the clip window of a pair,
 a ground-truth decode scoring perfectly (the query conventions match the pair GT), the job end to end on a tiny
-D4RT, and the protocols still refused."""
+D4RT, the video protocol with a D4RT, and what is still refused."""
 import numpy as np
 import pytest
 
@@ -105,8 +105,19 @@ def test_stereo4d_evaluation_of_a_d4rt_checkpoint(d4rt_checkpoint, tmp_path):
       tmp_path / 'out' / 'results.md').read_text()
 
 
+def test_bonn_evaluation_of_a_d4rt_checkpoint(d4rt_checkpoint, tmp_path):
+  """The video protocol: the sequence reconstructed from the D4RT's queries (one padded clip), finite depth
+  metrics (exact queries give perfect ones: tests/test_evaluate_formats.py)."""
+  from tests import eval_formats
+  root = eval_formats.write_bonn(eval_formats.Clip(seed=3, num_frames=6, size=64), str(tmp_path / 'bonn'))
+  results = evaluate(_config('bonn', d4rt_checkpoint, root, **{'data.sequences': ('balloon2',), 'image_size': 64,
+                                                                'video.max_frames': 5}), str(tmp_path / 'out'))
+  assert results['model'] == 'D4RT' and results['sequences']['balloon2']['frames'] == 5
+  for k in ('abs_rel', 'delta_1.25', 'rmse'):
+    assert np.isfinite(results['aggregate'][k]), k
+
+
 @pytest.mark.parametrize('bench, overrides, message', [
-    ('bonn', {}, 'a D4RT model; the video protocol of bonn takes DUSt3R-family checkpoints for now'),
     ('co3d', {}, 'a D4RT model; the relative_pose protocol of co3d'),
     ('adt', {'pairs.max_gap': 30}, r'config.pairs.max_gap=30: .* one D4RT clip of 8 frames .* '
                                    r'--config.pairs.max_gap<=7'),

@@ -5,7 +5,7 @@ and skipped by a rerun with the same settings, so a crashed evaluation continues
 sequence the reader or the ground truth cannot serve (an unreadable file, NaN cameras, no tracks) is
 skipped, counted and named in results.json with its reason; a wrong root or a setting that cannot work is
 one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py; a D4RT
-checkpoint runs the pairs protocol (d4rt_pairs.py) and, for now, only that one.
+checkpoint runs the pairs protocol (d4rt_pairs.py) and the video one (inference/d4rt_scene.py), not co3d's.
 """
 import importlib
 import os
@@ -26,7 +26,7 @@ from dynadust3r_jax.pretrained import D4RT_ARCH, load_config
 
 PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
              'co3d': 'relative_pose'}
-D4RT_PROTOCOLS = ('pairs',)  # what a D4RT checkpoint runs (d4rt_pairs.py)
+D4RT_PROTOCOLS = ('pairs', 'video')  # what a D4RT checkpoint runs (d4rt_pairs.py; video: d4rt_scene.py)
 # benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes; 'sequences' is
 # passed only when set, so the reader's default set applies otherwise: Bonn's five of MonST3R)
 READERS = {'adt': ('data.tapvid3d', ()), 'dynamic_replica': ('data.dynamic_replica', ('split',)),
@@ -67,8 +67,8 @@ def _model(config):
     protocol = PROTOCOLS[config.benchmark]
     if protocol not in D4RT_PROTOCOLS:
       raise ValueError(f'config.checkpoint={config.checkpoint}: a D4RT model; the {protocol} protocol of '
-                       f'{config.benchmark} takes DUSt3R-family checkpoints for now (D4RT runs the pairs protocol: '
-                       '--config=configs/evaluate.py:stereo4d, adt or dynamic_replica)')
+                       f'{config.benchmark} takes DUSt3R-family checkpoints for now (D4RT runs the pairs and '
+                       'video protocols: --config=configs/evaluate.py:stereo4d, adt, dynamic_replica, bonn or sintel)')
     if protocol == 'pairs' and config.pairs.max_gap >= cfg.num_frames:
       raise ValueError(f'config.pairs.max_gap={config.pairs.max_gap}: both frames of a pair must be in one D4RT '
                        f'clip of {cfg.num_frames} frames (the checkpoint\'s num_frames); give '
