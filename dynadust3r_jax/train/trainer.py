@@ -22,7 +22,7 @@ from data import pipeline
 from dynadust3r_jax.model import ModelConfig, build_model
 from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
 from dynadust3r_jax.pretrained import load_model, write_config
-from dynadust3r_jax.train import datasets, sharding
+from dynadust3r_jax.train import d4rt_pictures, datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
 from dynadust3r_jax.train.pictures import save_pictures
@@ -145,6 +145,21 @@ def _truncate_metrics(path, step):
     f.writelines(lines)
 
 
+def _pictures(cfg, graphdef):
+  """draw(params, validation batch, PNG path, step, val_loss) -> the figure's (H, W, 3) uint8 pixels, by model
+  family: D4RT's depth and tracks of a clip (d4rt_pictures), or the DUSt3R family's pointmaps (pictures)."""
+  if isinstance(cfg, D4RTConfig):
+    def draw(params, batch, path, step, val_loss):
+      return d4rt_pictures.save_pictures(path, batch, d4rt_pictures.predict(graphdef, params, batch), step, val_loss)
+    return draw
+  predict = jax.jit(functools.partial(forward, graphdef))
+
+  def draw(params, batch, path, step, val_loss):
+    res1, _ = jax.device_get(predict(params, {k: jnp.asarray(v) for k, v in batch.items() if k in VIEW_KEYS}))
+    return save_pictures(path, batch, res1, step, val_loss)
+  return draw
+
+
 def train(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
@@ -195,8 +210,7 @@ def train(config, workdir: str):
   eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha, pair_poses=pair_poses, d4rt_weights=d4rt_weights))
   # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
   train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
-  # pictures of the DUSt3R family's pointmaps (D4RT's are not drawn yet)
-  predict = jax.jit(functools.partial(forward, graphdef)) if isinstance(cfg, ModelConfig) else None
+  draw_pictures = _pictures(cfg, graphdef)
   eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
 
   def validate(params):
@@ -215,15 +229,15 @@ def train(config, workdir: str):
 
   writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
   try:
-    return _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
-                 metrics_path, mesh, accum)
+    return _loop(config, workdir, state, data_iter, train_step, validate, draw_pictures, val_ds, checkpoints,
+                 writer, metrics_path, mesh, accum)
   finally:
     checkpoints.close()
     if writer:
       writer.close()
 
 
-def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_ds, checkpoints, writer,
+def _loop(config, workdir, state, data_iter, train_step, validate, draw_pictures, val_ds, checkpoints, writer,
           metrics_path, mesh, accum):
   start = int(state['step'])
   logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, metrics_path)
@@ -250,12 +264,9 @@ def _loop(config, workdir, state, data_iter, train_step, validate, predict, val_
           if k != 'step':
             writer.add_scalar(k, v, step)
         progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
-      if predict is not None and step % config.picture_every == 0 and jax.process_index() == 0:
-        sample = next(pipeline.make_iterator(val_ds))
-        res1, _ = jax.device_get(predict(state['params'], {k: jnp.asarray(v) for k, v in sample.items()
-                                                              if k in VIEW_KEYS}))
-        image = save_pictures(os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), sample, res1, step,
-                              record.get('val_loss'))
+      if step % config.picture_every == 0 and jax.process_index() == 0:
+        image = draw_pictures(state['params'], next(pipeline.make_iterator(val_ds)),
+                              os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), step, record.get('val_loss'))
         writer.add_image('pictures', image, step, dataformats='HWC')
       if step % config.checkpoint_every == 0 or step == config.num_steps or preemption.requested:
         checkpoints.save(step, state, data_iter, record.get('val_loss'))
