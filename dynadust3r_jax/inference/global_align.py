@@ -14,12 +14,11 @@ lr_min; known values (presets) are frozen by masks on the updates.
 
 Memory (float32 words; A = pixels per image, the largest): the inputs hold 8·E·A (pred_i, pred_j: 3 each,
 weights: 1 each) plus the pixel grid 2·N·A; the parameters N·A; the loss-and-gradient's temporaries
-≈ (15·N + 29·edge_chunk)·A and the whole jitted optimiser's (Adam moments, the loop's carries included)
-≈ (19·N + 34·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk of edge_chunk
-edges is recomputed in the backward (jax.checkpoint) and only the (N,3,A) world points and their cotangent
-persist. In all, with the returned parameters, ≤ 4·A·(8·E + 24·N + 34·edge_chunk) bytes on the device
-(`memory_bytes`). The reference materialises several
-(E,A,3) tensors instead (dust3r issue #1).
+≈ (13·N + 27·edge_chunk)·A and the whole jitted optimiser's (Adam moments, the loop's carries included)
+≈ (15·N + 26·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk's forward and
+backward run together, one chunk at a time, and only the (N,3,A) world points and their gradient persist. In
+all, with the returned parameters, ≤ 4·A·(8·E + 20·N + 28·edge_chunk) bytes on the device (`memory_bytes`).
+The reference materialises several (E,A,3) tensors instead (dust3r issue #1).
 """
 from dataclasses import dataclass, field
 from functools import partial
@@ -81,8 +80,8 @@ class Scene:
 
 
 def memory_bytes(n_imgs: int, n_edges: int, area: int, edge_chunk: int = 16) -> int:
-  """Device bytes of `global_align` (the module docstring's measured bound): 4·A·(8·E + 24·N + 34·edge_chunk)."""
-  return 4 * area * (8 * n_edges + 24 * n_imgs + 34 * edge_chunk)
+  """Device bytes of `global_align` (the module docstring's measured bound): 4·A·(8·E + 20·N + 28·edge_chunk)."""
+  return 4 * area * (8 * n_edges + 20 * n_imgs + 28 * edge_chunk)
 
 
 def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
@@ -126,37 +125,76 @@ def world_points(params, grid, base_pp):
   return jnp.einsum('nij,nja->nia', P[:, :3, :3], cam) + P[:, :3, 3, None]
 
 
+def edge_chunks(n_edges, edge_chunk):
+  """(chunk, n_chunks): the fewest chunks of at most edge_chunk edges, of equal size (56 edges by 16: 4 of 14),
+  so that at most n_chunks − 1 edges are evaluated twice (and masked)."""
+  n_chunks = -(-n_edges // max(1, min(edge_chunk, n_edges)))
+  return -(-n_edges // n_chunks), n_chunks
+
+
 def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5, dist='l1'):
   """Scalar loss (dist 'l1': ‖·‖, the default; 'l2': ‖·‖²). data: ei, ej (E,) int32; pred_i, pred_j (E,3,A)
   (coordinates before pixels: the elementwise work then runs along the long pixel axis, 2.5x faster on a CPU);
-  w_i, w_j (E,A) (0 on padding); grid (N,A,2);
-  base_pp (N,2); area_i, area_j (). Edges are processed edge_chunk at a time under jax.checkpoint."""
+  w_i, w_j (E,A) (0 on padding); grid (N,A,2); base_pp (N,2); area_i, area_j (). The world points are made
+  once; the edges are processed in chunks of at most edge_chunk (`edge_chunks`). Differentiable in params
+  only."""
   if dist not in ('l1', 'l2'):
     raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
-  E = data['ei'].shape[0]
   P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale)
   X = world_points(params, data['grid'], data['base_pp'])                  # (N,3,A)
-  chunk = min(edge_chunk, E)
-  n_chunks = -(-E // chunk)
-  edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j')}
-  edge_data['P'] = P
+  edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j', 'area_i', 'area_j')}
+  return _edge_loss(P, X, edge_data, edge_chunk, dist)
 
-  @jax.checkpoint
-  def chunk_loss(c, X, edge_data):
+
+def _edge_scan(P, X, data, edge_chunk, dist, grad):
+  """The loss of (E,4,4) pairwise poses P and (N,3,A) world points X, summed over the chunks by a scan; with
+  grad, also its gradients (E,4,4) and (N,3,A): each chunk's forward and backward run together (one chunk's
+  temporaries at a time, each edge evaluated once), its world-point gradients scatter-added into the carry."""
+  E = data['ei'].shape[0]
+  chunk, n_chunks = edge_chunks(E, edge_chunk)
+  distance = partial(_safe_norm, axis=1) if dist == 'l1' else (lambda x: jnp.sum(jnp.square(x), axis=1))
+
+  def chunk_loss(Pc, Xi, Xj, d, fresh):
+    R, t = Pc[:, :3, :3], Pc[:, :3, 3, None]
+    di = distance(Xi - (jnp.einsum('eij,eja->eia', R, d['pred_i']) + t))   # (chunk, A)
+    dj = distance(Xj - (jnp.einsum('eij,eja->eia', R, d['pred_j']) + t))
+    return (jnp.sum(jnp.where(fresh, d['w_i'] * di, 0.0)) / data['area_i'] +
+            jnp.sum(jnp.where(fresh, d['w_j'] * dj, 0.0)) / data['area_j'])
+
+  def body(carry, c):
     # the last chunk is shifted back to end at E (no padded copy of the inputs); edges already counted weigh 0
     start = jnp.minimum(c * chunk, E - chunk)
-    d = {k: jax.lax.dynamic_slice_in_dim(v, start, chunk) for k, v in edge_data.items()}
+    d = {k: jax.lax.dynamic_slice_in_dim(data[k], start, chunk) for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j')}
     fresh = (start + jnp.arange(chunk) >= c * chunk)[:, None]
-    R, t = d['P'][:, :3, :3], d['P'][:, :3, 3, None]
-    distance = partial(_safe_norm, axis=1) if dist == 'l1' else (lambda x: jnp.sum(jnp.square(x), axis=1))
-    di = distance(X[d['ei']] - (jnp.einsum('eij,eja->eia', R, d['pred_i']) + t))   # (chunk, A)
-    dj = distance(X[d['ej']] - (jnp.einsum('eij,eja->eia', R, d['pred_j']) + t))
-    return jnp.stack([jnp.sum(jnp.where(fresh, d['w_i'] * di, 0.0)), jnp.sum(jnp.where(fresh, d['w_j'] * dj, 0.0))])
+    args = (jax.lax.dynamic_slice_in_dim(P, start, chunk), X[d['ei']], X[d['ej']], d, fresh)
+    if not grad:
+      return carry + chunk_loss(*args), None
+    loss, gP, gX = carry
+    value, (gPc, gXi, gXj) = jax.value_and_grad(chunk_loss, argnums=(0, 1, 2))(*args)
+    gP = jax.lax.dynamic_update_slice_in_dim(gP, jax.lax.dynamic_slice_in_dim(gP, start, chunk) + gPc, start, 0)
+    return (loss + value, gP, gX.at[d['ei']].add(gXi).at[d['ej']].add(gXj)), None
 
-  def body(acc, c):
-    return acc + chunk_loss(c, X, edge_data), None
-  total, _ = jax.lax.scan(body, jnp.zeros(2, jnp.float32), jnp.arange(n_chunks))
-  return total[0] / data['area_i'] + total[1] / data['area_j']
+  init = (jnp.float32(0), jnp.zeros_like(P), jnp.zeros_like(X)) if grad else jnp.float32(0)
+  return jax.lax.scan(body, init, jnp.arange(n_chunks))[0]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _edge_loss(P, X, data, edge_chunk, dist):
+  """`_edge_scan`'s loss, differentiable in P and X (the gradients computed chunk by chunk in the forward)."""
+  return _edge_scan(P, X, data, edge_chunk, dist, grad=False)
+
+
+def _edge_loss_fwd(P, X, data, edge_chunk, dist):
+  loss, gP, gX = _edge_scan(P, X, data, edge_chunk, dist, grad=True)
+  return loss, (gP, gX)
+
+
+def _edge_loss_bwd(edge_chunk, dist, grads, ct):
+  del edge_chunk, dist
+  return ct * grads[0], ct * grads[1], None
+
+
+_edge_loss.defvjp(_edge_loss_fwd, _edge_loss_bwd)
 
 
 @partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale', 'dist'))
