@@ -71,20 +71,15 @@ def test_mismatched_family_and_data_are_one_error(tmp_path):
     train(c, str(tmp_path / 'b'))
 
 
-def test_a_d4rt_checkpoint_given_to_the_reconstruct_and_evaluate_jobs_is_one_error(tmp_path):
+def test_a_d4rt_checkpoint_given_to_the_co3d_evaluation_is_one_error(tmp_path):
+  """(The reconstruct job takes D4RT checkpoints: tests/test_reconstruct_d4rt.py.)"""
   import pytest
   from configs import evaluate as evaluate_config
-  from configs import reconstruct as reconstruct_config
   from dynadust3r_jax.convert.checkpoint import convert
   from dynadust3r_jax.evaluation.evaluate import evaluate
-  from dynadust3r_jax.inference.reconstruct import reconstruct
   from tests.conftest import FIXTURES
   convert(str(FIXTURES / 'videomae_tiny_hf'), str(tmp_path / 'd4rt'), model='tiny')
-  rc = reconstruct_config.get_config()
-  rc.checkpoint, rc.inputs = str(tmp_path / 'd4rt'), str(FIXTURES / 'inference_images')
-  with pytest.raises(ValueError, match='a D4RT model; this job takes DUSt3R-family checkpoints'):
-    reconstruct(rc, str(tmp_path / 'r'))
-  ec = evaluate_config.get_config('stereo4d')
+  ec = evaluate_config.get_config('co3d')      # the pairs protocol runs D4RT (tests/test_evaluate_d4rt.py)
   ec.checkpoint, ec.data.root = str(tmp_path / 'd4rt'), str(tmp_path)
   with pytest.raises(ValueError, match='a D4RT model'):
     evaluate(ec, str(tmp_path / 'e'))
