@@ -71,20 +71,6 @@ def test_mismatched_family_and_data_are_one_error(tmp_path):
     train(c, str(tmp_path / 'b'))
 
 
-def test_a_d4rt_checkpoint_given_to_the_co3d_evaluation_is_one_error(tmp_path):
-  """(The reconstruct job takes D4RT checkpoints: tests/test_reconstruct_d4rt.py.)"""
-  import pytest
-  from configs import evaluate as evaluate_config
-  from dynadust3r_jax.convert.checkpoint import convert
-  from dynadust3r_jax.evaluation.evaluate import evaluate
-  from tests.conftest import FIXTURES
-  convert(str(FIXTURES / 'videomae_tiny_hf'), str(tmp_path / 'd4rt'), model='tiny')
-  ec = evaluate_config.get_config('co3d')      # the pairs protocol runs D4RT (tests/test_evaluate_d4rt.py)
-  ec.checkpoint, ec.data.root = str(tmp_path / 'd4rt'), str(tmp_path)
-  with pytest.raises(ValueError, match='a D4RT model'):
-    evaluate(ec, str(tmp_path / 'e'))
-
-
 def _picture_batch():
   """One 4-frame 16^2 clip, five queries. Sources: A = (0.25, 0.25) at t 0 (two GT track points: its target
   at t 0 and one at t 2), B = (0.5, 0.5) at t 0 (one), D = (0.1, 0.9) at t 0 (an invisible target: none),
