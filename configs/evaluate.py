@@ -14,7 +14,7 @@ WORKDIR/sequences/ and skipped when the same command runs again.
 
 Protocols (dynadust3r_jax/evaluation/protocols.py):
   pairs        stereo4d, adt, dynamic_replica: random frame pairs ≤ max_gap apart (fixed seed); structure
-               (AbsRel, δ<1.25) and, for DynaDUSt3R, motion (EPE3D, δ0.05, δ0.10) after a median scale.
+               (AbsRel, δ<1.25) and, for DynaDUSt3R and D4RT, motion (EPE3D, δ0.05, δ0.10) after a median scale.
   video        bonn, sintel: the reconstruction pipeline over the sequence; MonST3R's video depth (one
                scale & shift per sequence, LAD2) and, with poses, ATE / RPE (evo, Sim(3)).
   relative_pose co3d: 10 random frames per sequence aligned globally; RRA@15, RTA@15, mAA@30 per category.
@@ -51,7 +51,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.pairs.scale = 'depth_median'    # depth_median: median(z_gt)/median(z_pred) on view 1 (A);
                                     # norm_median: median ‖X_gt‖/median ‖X̂‖ (B); per_view: one s per view (C)
   c.pairs.motion_error = 'displacement'  # displacement: s·M̂ − Δ; end_position: s·(P̂+M̂) − (P+Δ)
-  c.pairs.metrics = ('depth', 'motion')  # motion needs a DynaDUSt3R checkpoint
+  c.pairs.metrics = ('depth', 'motion')  # motion needs a DynaDUSt3R or D4RT checkpoint
 
   # video protocol (spec §6, §7): reconstruction settings and MonST3R's depth evaluation
   c.video = ml_collections.ConfigDict()
