@@ -12,7 +12,7 @@ Writes WORKDIR/results.json (every metric per sequence and aggregated, with thes
 WORKDIR/results.md (the aggregate beside the papers' numbers). Finished sequences are kept in
 WORKDIR/sequences/ and skipped when the same command runs again.
 
-Protocols (dynadust3r_jax/evaluation/protocols.py):
+Protocols (dynadust3r_jax/evaluation/{pair,video,co3d}_protocol.py; D4RT: d4rt_pairs.py, inference/d4rt_scene.py):
   pairs        stereo4d, adt, dynamic_replica: random frame pairs ≤ max_gap apart (fixed seed); structure
                (AbsRel, δ<1.25) and, for DynaDUSt3R and D4RT, motion (EPE3D, δ0.05, δ0.10) after a median scale.
   video        bonn, sintel: the reconstruction pipeline over the sequence; MonST3R's video depth (one
