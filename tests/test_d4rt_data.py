@@ -1,5 +1,4 @@
 """D4RT training examples from Stereo4D-format clips (data/d4rt.py; spec d4rt.md §12.8 sanity checks)."""
-import shutil
 import warnings
 
 import cv2
@@ -9,6 +8,7 @@ import pytest
 from data import d4rt, pipeline, predecoded, synthetic
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import load_clip, world_to_camera
+from tests.broken_clips import BrokenCopy
 
 SIZE, FRAMES = 64, 24                                 # the synthetic clips
 SMALL = dict(num_frames=8, size=32, num_queries=256)  # the examples
@@ -279,21 +279,11 @@ def _assert_equal(a, b):
 
 
 def test_broken_clips_are_skipped_and_counted(root, tmp_path):
-  out = tmp_path / 'broken'
-  shutil.copytree(root, out)
-  npz_dir, mp4_dir = out / 'train', out / pipeline.VIDEO_DIR / 'train'
-  good_npz = sorted(npz_dir.glob('*.npz'))[0]
-  good_mp4 = mp4_dir / (good_npz.stem + pipeline.VIDEO_SUFFIX)
-  arrays = dict(np.load(good_npz))
-  cams = arrays['camera2world'].copy()
-  cams[3, 0, 0] = np.nan
-  np.savez(npz_dir / 'nan_cameras.npz', **{**arrays, 'camera2world': cams})
-  shutil.copy(good_mp4, mp4_dir / f'nan_cameras{pipeline.VIDEO_SUFFIX}')
-  np.savez(npz_dir / 'garbage_mp4.npz', **arrays)
-  (mp4_dir / f'garbage_mp4{pipeline.VIDEO_SUFFIX}').write_bytes(b'not a video')
-  np.savez(npz_dir / 'too_short.npz', **{**arrays, 'camera2world': arrays['camera2world'][:5]})
-  shutil.copy(good_mp4, mp4_dir / f'too_short{pipeline.VIDEO_SUFFIX}')
-  clips = pipeline.Mp4Clips(pipeline.find_clips(str(out), 'train'))
+  broken = BrokenCopy(root, tmp_path / 'broken')
+  broken.add('nan_cameras', camera2world=broken.nan_cameras())
+  broken.add('garbage_mp4', mp4_bytes=b'not a video')
+  broken.add('too_short', camera2world=broken.arrays['camera2world'][:5])
+  clips = pipeline.Mp4Clips(pipeline.find_clips(str(broken.out), 'train'))
   assert len(clips) == 6
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter('always')

@@ -1,6 +1,5 @@
 """Stereo4D reading, targets and the Grain pipeline on synthetic clips in the official format."""
 import os
-import shutil
 import warnings
 
 import numpy as np
@@ -8,6 +7,7 @@ import pytest
 
 from data import pipeline, synthetic
 from data.stereo4d import Mp4Clip, intrinsics, load_clip, make_example
+from tests.broken_clips import BrokenCopy
 
 SIZE, FRAMES = 128, 16
 
@@ -123,31 +123,19 @@ def _assert_batches_equal(a, b):
 @pytest.fixture
 def broken_root(root, tmp_path):
   """A copy of the clips plus one broken clip of each kind, and unpaired files."""
-  out = tmp_path / 'broken'
-  shutil.copytree(root, out)
-  npz_dir, mp4_dir = out / 'train', out / pipeline.VIDEO_DIR / 'train'
-  good_npz = sorted(npz_dir.glob('*.npz'))[0]
-  good_mp4 = mp4_dir / (good_npz.stem + pipeline.VIDEO_SUFFIX)
-  arrays = dict(np.load(good_npz))
-
-  def clip(name, mp4_bytes=None, **changes):
-    np.savez(npz_dir / f'{name}.npz', **{k: v for k, v in {**arrays, **changes}.items() if v is not None})
-    (mp4_dir / f'{name}{pipeline.VIDEO_SUFFIX}').write_bytes(mp4_bytes if mp4_bytes is not None
-                                                              else good_mp4.read_bytes())
-
-  cams = arrays['camera2world'].copy()
-  cams[3, 0, 0] = np.nan
-  clip('nan_cameras', camera2world=cams)
-  clip('missing_keys', track_coordinates=None)
-  clip('empty_tracks', track_lengths=np.zeros_like(arrays['track_lengths']),
-       track_indices=np.zeros(0, np.int64), track_coordinates=np.zeros((0, 3), np.float32))
-  clip('truncated_mp4', mp4_bytes=good_mp4.read_bytes()[: len(good_mp4.read_bytes()) // 3])
-  clip('garbage_mp4', mp4_bytes=b'not a video')
-  long_cams = np.concatenate([arrays['camera2world'], arrays['camera2world'][:4]])
-  clip('more_cameras_than_frames', camera2world=long_cams)
-  (npz_dir / 'unpaired.npz').write_bytes(good_npz.read_bytes())
-  (mp4_dir / f'lonely{pipeline.VIDEO_SUFFIX}').write_bytes(good_mp4.read_bytes())
-  return out
+  broken = BrokenCopy(root, tmp_path / 'broken')
+  arrays, good_npz, good_mp4 = broken.arrays, broken.good_npz, broken.good_mp4
+  broken.add('nan_cameras', camera2world=broken.nan_cameras())
+  broken.add('missing_keys', track_coordinates=None)
+  broken.add('empty_tracks', track_lengths=np.zeros_like(arrays['track_lengths']),
+             track_indices=np.zeros(0, np.int64), track_coordinates=np.zeros((0, 3), np.float32))
+  broken.add('truncated_mp4', mp4_bytes=good_mp4.read_bytes()[: len(good_mp4.read_bytes()) // 3])
+  broken.add('garbage_mp4', mp4_bytes=b'not a video')
+  broken.add('more_cameras_than_frames',
+             camera2world=np.concatenate([arrays['camera2world'], arrays['camera2world'][:4]]))
+  (broken.npz_dir / 'unpaired.npz').write_bytes(good_npz.read_bytes())
+  (broken.mp4_dir / f'lonely{pipeline.VIDEO_SUFFIX}').write_bytes(good_mp4.read_bytes())
+  return broken.out
 
 
 def test_bad_clips_are_skipped_and_counted(broken_root, caplog):
