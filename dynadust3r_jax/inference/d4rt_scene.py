@@ -123,7 +123,7 @@ def reconstruct_views(model, views, *, overlap: int | None = None, grid: int = 3
   n = len(frames)
   open_clip, T = clip_opener(model, frames, chunk)
   overlap = max(1, T // 4) if overlap is None else int(overlap)
-  starts = clip_starts(n, T, min(overlap, T - 1))
+  starts = clip_starts(n, T, overlap)
   c2w = np.zeros((n, 4, 4))
   fxy = np.zeros((n, 2))
   depth, pts3d, conf = (np.zeros((n, h, w) + s, np.float32) for s in ((), (3,), ()))
