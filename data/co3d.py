@@ -15,6 +15,7 @@ reader and writer that evaluation, training and the synthetic-scene generator sh
 import functools
 import json
 import os
+import zipfile
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ def read_camera(seq_dir: str, frame_index: int) -> tuple[np.ndarray, np.ndarray,
   try:
     with np.load(path) as z:
       K, c2w, maximum = (np.asarray(z[k], np.float64) for k in _CAMERA_KEYS)
-  except (OSError, ValueError, KeyError) as e:
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:  # BadZipFile: a truncated npz
     raise LayoutError(f'{path}: not an npz with {_CAMERA_KEYS} ({type(e).__name__}: {e}); '
                       f'{_LAYOUT}') from None
   if K.shape != (3, 3) or c2w.shape != (4, 4) or maximum.shape != ():

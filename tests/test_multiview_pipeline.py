@@ -156,6 +156,8 @@ def test_broken_frames_are_skipped_and_counted(root, tmp_path):
   out = _copy(root, tmp_path)
   jpeg = out / 'synthetic' / 'train_0000' / 'images' / 'frame000000.jpg'
   jpeg.write_bytes(jpeg.read_bytes()[:100])                        # a truncated JPEG: frame 0 of scene 0
+  npz = out / 'synthetic' / 'train_0002' / 'images' / 'frame000000.npz'
+  npz.write_bytes(npz.read_bytes()[:100])                          # a truncated camera npz: frame 0 of scene 2
   for t in range(VIEWS):                                           # scene 1: no valid depth anywhere
     png = out / 'synthetic' / 'train_0001' / 'depths' / f'frame{t:06d}.jpg.geometric.png'
     cv2.imwrite(str(png), np.zeros(cv2.imread(str(png), cv2.IMREAD_UNCHANGED).shape, np.uint16))
@@ -167,7 +169,8 @@ def test_broken_frames_are_skipped_and_counted(root, tmp_path):
   messages = ' '.join(str(w.message) for w in record)
   assert 'frame000000.jpg' in messages and 'not a readable image' in messages
   assert 'train_0001: no frame with valid depth' in messages
-  assert np.sum(batch['num_skipped'] > 0) == (VIEWS - 1) + VIEWS * (VIEWS - 1) // 2   # 4 + 10 bad first draws
+  assert 'train_0002/images/frame000000.npz: not an npz' in messages
+  assert np.sum(batch['num_skipped'] > 0) == 2 * (VIEWS - 1) + VIEWS * (VIEWS - 1) // 2   # 4 + 10 + 4 bad first draws
   assert np.all(np.isfinite(batch['pts3d1'])) and np.all(batch['valid1'].any(axis=(1, 2)))
 
   broken = tmp_path / 'broken'
