@@ -180,6 +180,24 @@ def test_user_errors_are_one_line(tmp_path, flags, message):
   assert out.returncode != 0 and 'Traceback' not in out.stderr and message in out.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize('override, message', [
+    ({'pairs.scale': 'mean'}, "config.pairs.scale='mean'; choose one of ('depth_median', 'norm_median', 'per_view')"),
+    ({'pairs.motion_error': 'flow'}, "config.pairs.motion_error='flow'; choose one of ('displacement', 'end_position')"),
+    ({'video.align': 'l1'}, "config.video.align='l1'; choose one of ('median', 'scale', 'lstsq', 'lad', 'lad2')"),
+    ({'video.schedule': 'step'}, "config.video.schedule: schedule must be 'cosine' or 'linear', got 'step'"),
+    ({'pairs.min_gap': 0}, 'config.pairs.min_gap=0, max_gap=30: give 1 <= min_gap <= max_gap'),
+    ({'pairs.min_gap': 31}, 'config.pairs.min_gap=31, max_gap=30: give 1 <= min_gap <= max_gap'),
+    ({'pairs.per_sequence': 0}, 'config.pairs.per_sequence=0: give at least 1 pair per sequence'),
+    ({'video.scene_graph': 'swin-x'}, "config.video.scene_graph: make_pairs: unknown scene_graph='swin-x'; accepted: complete"),
+    ({'co3d.scene_graph': 'oneref-10'}, "config.co3d.scene_graph: make_pairs: scene_graph='oneref-10': reference image 10"),
+])
+def test_a_bad_protocol_setting_is_one_message_before_the_model_loads(tmp_path, override, message):
+  config = _config(str(tmp_path / 'no_checkpoint'), tmp_path / 'no_root', **override)   # nothing loads
+  with pytest.raises(ValueError) as e:
+    evaluate(config, str(tmp_path / 'w'))
+  assert str(e.value).startswith(message)
+
+
 def test_a_wrong_root_names_the_layout(dyna_checkpoint, tmp_path):
   with pytest.raises(FileNotFoundError, match='no usable Stereo4D clip'):
     evaluate(_config(dyna_checkpoint, tmp_path / 'nothing'), str(tmp_path / 'w'))

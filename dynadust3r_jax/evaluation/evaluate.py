@@ -19,7 +19,11 @@ from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
 from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
+from dynadust3r_jax.evaluation.depth import ALIGNMENTS
+from dynadust3r_jax.evaluation.depth_motion import MOTION_ERRORS, SCALE_RULES
 from dynadust3r_jax.evaluation.results import SequenceStore, write_results
+from dynadust3r_jax.inference.global_align import lr_schedule
+from dynadust3r_jax.inference.pairs import pair_indices
 from dynadust3r_jax.inference.reconstruct import model_from_config
 from dynadust3r_jax.model.d4rt import D4RTConfig
 from dynadust3r_jax.pretrained import D4RT_ARCH, load_config
@@ -46,6 +50,7 @@ def _settings(config) -> dict:
 
 
 def _check(config):
+  """The settings' user errors, each one message before the model loads."""
   if config.benchmark not in PROTOCOLS:
     raise ValueError(f'config.benchmark={config.benchmark!r}: choose one of {sorted(PROTOCOLS)} '
                      '(--config=configs/evaluate.py:BENCH)')
@@ -57,6 +62,26 @@ def _check(config):
   unknown = set(config.pairs.metrics) - {'depth', 'motion'}
   if unknown:
     raise ValueError(f'config.pairs.metrics: unknown {sorted(unknown)}; choose from depth, motion')
+  p = config.pairs
+  for flag, value, choices in (('pairs.scale', p.scale, SCALE_RULES), ('pairs.motion_error', p.motion_error, MOTION_ERRORS),
+                               ('video.align', config.video.align, ALIGNMENTS)):
+    if value not in choices:
+      raise ValueError(f'config.{flag}={value!r}; choose one of {choices}')
+  if not 1 <= p.min_gap <= p.max_gap:
+    raise ValueError(f'config.pairs.min_gap={p.min_gap}, max_gap={p.max_gap}: give 1 <= min_gap <= max_gap')
+  if p.per_sequence < 1:
+    raise ValueError(f'config.pairs.per_sequence={p.per_sequence}: give at least 1 pair per sequence')
+  try:
+    lr_schedule(1, config.video.lr, schedule=config.video.schedule)
+  except ValueError as e:
+    raise ValueError(f'config.video.schedule: {e}') from None
+  # a graph's form only: oneref-R also needs R < the sequence's frame count, known when it runs
+  for flag, graph, frames in (('video.scene_graph', config.video.scene_graph, config.video.max_frames or 1024),
+                              ('co3d.scene_graph', config.co3d.scene_graph, config.co3d.num_frames)):
+    try:
+      pair_indices(frames, graph)
+    except ValueError as e:
+      raise ValueError(f'config.{flag}: {e}') from None
 
 
 def _model(config):
