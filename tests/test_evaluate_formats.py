@@ -6,6 +6,7 @@ import pytest
 
 from configs import evaluate as evaluate_config
 from data import co3d, dynamic_replica, sintel, stereo4d, tapvid3d
+from data.errors import BadClip
 from dynadust3r_jax.evaluation import co3d_protocol, video_protocol
 from dynadust3r_jax.evaluation.evaluate import evaluate
 from dynadust3r_jax.evaluation.pair_protocol import GT_KEYS, sequence_examples
@@ -151,6 +152,9 @@ def test_co3d_protocol_on_gt_predictions_is_perfect(clip, tmp_path):
   assert len(record['rot_err']) == 15 and max(record['rot_err']) < 1.0 and max(record['trans_err']) < 5.0
   agg = co3d_protocol.aggregate({seq.name: record})
   assert agg['RRA@15'] == agg['RTA@15'] == 100.0 and agg['mAA@30'] > 80
+  settings.num_frames = clip.num_frames + 1                           # too short: skipped and counted by the job
+  with pytest.raises(BadClip, match='fewer than config.co3d.num_frames=9'):
+    co3d_protocol.evaluate_sequence(seq, None, settings, seed=0, size=64, square_ok=True, batch_size=4)
 
 
 def test_a_clip_without_tracks_is_skipped_and_counted(dyna_checkpoint, clip, tmp_path):

@@ -11,15 +11,16 @@ import collections
 
 import numpy as np
 
+from data.errors import BadClip
 from dynadust3r_jax.evaluation.pair_protocol import sequence_rng
 from dynadust3r_jax.evaluation.pose import mean_over_categories, pose_metrics, relative_pose_errors
 from dynadust3r_jax.evaluation.video_protocol import reconstruct_sequence
 
 
 def evaluate_sequence(seq, model, co3d, *, seed, size, square_ok, batch_size) -> dict:
-  """Per-pair rotation / translation errors (degrees) of one sequence."""
+  """Per-pair rotation / translation errors (degrees) of one sequence; BadClip (skipped) when it is too short."""
   if seq.num_frames < co3d.num_frames:
-    raise ValueError(f'{seq.name}: {seq.num_frames} frames, fewer than config.co3d.num_frames={co3d.num_frames}')
+    raise BadClip(f'{seq.name}: {seq.num_frames} frames, fewer than config.co3d.num_frames={co3d.num_frames}')
   frames = sorted(int(t) for t in sequence_rng(seed, seq.name).choice(seq.num_frames, co3d.num_frames, replace=False))
   scene, _ = reconstruct_sequence(seq, model, frames, size=size, square_ok=square_ok, scene_graph=co3d.scene_graph,
                                   niter=co3d.niter, lr=0.01, schedule='cosine', batch_size=batch_size)
