@@ -130,10 +130,18 @@ class Options:
   max_attempts: int = 32
 
   def __post_init__(self):
-    if self.num_frames < 1 or self.size < 1 or self.num_queries < 1 or self.max_stride < 1:
-      raise ValueError(f'num_frames, size, num_queries and max_stride must be >= 1: {self}')
-    if self.target_draws < 1:
-      raise ValueError(f'target_draws={self.target_draws}: need at least one draw')
+    def fail(name, need):
+      raise ValueError(f'D4RT data option {name}={getattr(self, name)!r} (config.data.d4rt.{name}): need {need}')
+    for name in ('num_frames', 'size', 'num_queries', 'max_stride', 'grid', 'target_draws'):
+      if getattr(self, name) < 1:
+        fail(name, 'an int >= 1')
+    for name in ('p_zoom', 'p_jitter', 'p_grey', 'p_blur', 'p_same_camera', 'hard_quantile', 'hard_fraction'):
+      if not 0 <= getattr(self, name) <= 1:
+        fail(name, 'a value in [0, 1]')
+    for name in ('crop_scale', 'zoom_scale', 'crop_aspect', 'blur_sigma'):
+      lo, hi = getattr(self, name)
+      if not 0 < lo <= hi:
+        fail(name, '(lo, hi) with 0 < lo <= hi')
 
 
 # --- frames and crops --------------------------------------------------------------------------------

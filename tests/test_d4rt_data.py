@@ -299,6 +299,14 @@ def test_broken_clips_are_skipped_and_counted(root, tmp_path):
     d4rt.DrawD4RTExample(clips, no_such_option=1)
 
 
+@pytest.mark.parametrize('option, value, need', [
+    ('hard_fraction', 1.5, r'in \[0, 1\]'), ('p_blur', -0.1, r'in \[0, 1\]'), ('grid', 0, '>= 1'),
+    ('num_queries', 0, '>= 1'), ('crop_scale', (0.8, 0.3), 'lo <= hi'), ('blur_sigma', (0.0, 2.0), '0 < lo')])
+def test_bad_options_are_named(option, value, need):
+  with pytest.raises(ValueError, match=rf'D4RT data option {option}=.*config\.data\.d4rt\.{option}.*{need}'):
+    d4rt.Options(**{option: value})
+
+
 def test_predecoded_clips_give_the_same_geometry(root, tmp_path):
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
