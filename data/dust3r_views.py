@@ -138,16 +138,6 @@ def apply_color_jitter(image, rng, strengths=COLOR_JITTER):
   return np.asarray(img)
 
 
-def decide_mask_bg(mask_bg, rng) -> bool:
-  """True, False or 'rand' (True with probability 1/2). Co3d decides once per pair: call this once
-  and pass the bool to each view_from_frame."""
-  if mask_bg == 'rand':
-    return bool(rng.choice(2))
-  if mask_bg not in (True, False):
-    raise ValueError(f"mask_bg must be True, False or 'rand', got {mask_bg!r}")
-  return bool(mask_bg)
-
-
 def depth_to_world(depth, K, c2w):
   """(H, W) depth, K (3, 3), c2w (4, 4) → (H, W, 3) world points of the pixels (u, v) at integer
   coordinates (DUSt3R's `depthmap_to_absolute_camera_coordinates`; K's skew is ignored as there)."""
@@ -158,23 +148,18 @@ def depth_to_world(depth, K, c2w):
   return cam @ c2w[:3, :3].T + c2w[:3, 3]
 
 
-def view_from_frame(image, depth, K, c2w, resolution, rng, aug_crop=0, color_jitter=True, mask=None,
-                    mask_bg=False):
+def view_from_frame(image, depth, K, c2w, resolution, rng, aug_crop=0, color_jitter=True):
   """One frame → DUSt3R's view dict.
 
   image (H, W, 3) uint8, depth (H, W) (0 = unknown; non-finite values are treated as 0, DUSt3R asserts
-  there are none), K (3, 3) OpenCV, c2w (3 or 4, 4), resolution (W, H) landscape, mask (H, W) bool
-  (needed when mask_bg is not False; depth outside it is zeroed before cropping, as Co3d does).
+  there are none; Co3d's mask_bg is applied before, by data/multiview.py), K (3, 3) OpenCV, c2w (3 or 4, 4),
+  resolution (W, H) landscape.
   Returns img (h, w, 3) float32 in [-1, 1], depthmap (h, w), camera_pose (4, 4), camera_intrinsics
   (3, 3), pts3d (h, w, 3) world, valid_mask (h, w) bool and true_shape int32 (height, width); float32
   arrays. A portrait view (height > width) is stored transposed, (h, w) = (width, height) (§1.3).
   DUSt3R's other keys (dataset, label, instance, idx, rng) are the caller's.
   """
   depth = np.where(np.isfinite(depth), depth, 0).astype(np.float32)
-  if decide_mask_bg(mask_bg, rng):
-    if mask is None or mask.shape != depth.shape:
-      raise ValueError(f'mask_bg needs a mask of shape {depth.shape}, got {None if mask is None else mask.shape}')
-    depth = depth * mask
   pose = np.eye(4)
   pose[:np.shape(c2w)[0]] = c2w
 

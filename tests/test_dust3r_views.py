@@ -1,5 +1,5 @@
 """DUSt3R's view pipeline: K follows the crop/resize (geometry and image content), orientation rule,
-aug_crop focal, pts3d / valid_mask / mask_bg, colour jitter, per-batch aspect ratio."""
+aug_crop focal, pts3d / valid_mask, colour jitter, per-batch aspect ratio."""
 import numpy as np
 import pytest
 
@@ -167,26 +167,6 @@ def test_valid_mask_excludes_zero_and_non_finite_depth():
   expected = np.ones((288, 512), bool)  # original pixels × 0.8, rows - 48
   expected[:, :80] = expected[112:192, 240:320] = expected[192:272, 400:] = False
   np.testing.assert_array_equal(valid, expected)
-
-
-def test_mask_bg():
-  image, depth, K = _frame(640, 480)
-  y, x = np.mgrid[:480, :640]
-  mask = (x - 300) ** 2 + (y - 250) ** 2 < 150 ** 2
-  res = (512, 384)
-  _, resized_mask, _ = dv.crop_resize(image, mask.astype(np.float32), K, res, np.random.default_rng(0))
-  view = dv.view_from_frame(image, depth, K, np.eye(4), res, np.random.default_rng(0), mask=mask, mask_bg=True)
-  np.testing.assert_array_equal(view['valid_mask'], resized_mask > 0)
-  np.testing.assert_array_equal(view['depthmap'], resized_mask)
-  plain = dv.view_from_frame(image, depth, K, np.eye(4), res, np.random.default_rng(0), mask=mask)
-  assert plain['valid_mask'].all()
-  masked = [not dv.view_from_frame(image, depth, K, np.eye(4), res, np.random.default_rng(s), mask=mask,
-                                   mask_bg='rand')['valid_mask'].all() for s in range(40)]
-  assert 8 < sum(masked) < 32
-  with pytest.raises(ValueError, match='mask'):
-    dv.view_from_frame(image, depth, K, np.eye(4), res, np.random.default_rng(0), mask_bg=True)
-  with pytest.raises(ValueError, match='mask_bg'):
-    dv.decide_mask_bg('sometimes', np.random.default_rng(0))
 
 
 def test_color_jitter():
