@@ -19,7 +19,7 @@ from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
 from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
-from dynadust3r_jax.evaluation.depth import ALIGNMENTS
+from dynadust3r_jax.evaluation.depth import ALIGNMENTS, weighted_average
 from dynadust3r_jax.evaluation.depth_motion import MOTION_ERRORS, SCALE_RULES
 from dynadust3r_jax.evaluation.results import SequenceStore, write_results
 from dynadust3r_jax.inference.global_align import lr_schedule
@@ -188,9 +188,8 @@ def _aggregate(config, records: dict) -> dict:
     keys = next(iter(records.values()))['metrics']
     return {k: _nanmean([x for r in records.values() for x in r['metrics'][k]]) for k in keys}
   if protocol == 'video':  # depth: weighted by valid pixels; poses: mean over sequences
-    weights = np.array([r['valid_pixels'] for r in records.values()], np.float64)
-    out = {k: float(np.average([r['depth'][k] for r in records.values()], weights=weights))
-           for k in next(iter(records.values()))['depth']} if weights.sum() > 0 else {}
+    weights = [r['valid_pixels'] for r in records.values()]
+    out = weighted_average([r['depth'] for r in records.values()], weights) if sum(weights) > 0 else {}
     posed = [r['pose'] for r in records.values() if 'pose' in r]
     out.update({k: _nanmean([p[k] for p in posed]) for k in (posed[0] if posed else {})})
     return out

@@ -13,12 +13,11 @@ sequences weighted by valid pixels. Poses: the aligned cam-to-world against the 
 sequences; a trajectory evo cannot align (degenerate: e.g. all cameras at one point) gets NaN, named in the
 record, and is left out of the mean.
 """
-import cv2
 import numpy as np
 from absl import logging
 from evo.core.geometry import GeometryException
 
-from dynadust3r_jax.evaluation.depth import depth_evaluation
+from dynadust3r_jax.evaluation.depth import depth_evaluation, resize_to
 from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
 from dynadust3r_jax.inference import d4rt_scene
 from dynadust3r_jax.inference.global_align import global_align
@@ -36,13 +35,6 @@ def crop_window(view) -> tuple[slice, slice]:
   rows = slice(int(round(top * h0 / h1)), int(round((top + h) * h0 / h1)))
   cols = slice(int(round(left * w0 / w1)), int(round((left + w) * w0 / w1)))
   return rows, cols
-
-
-def to_gt_pixels(depth, view):
-  """(h, w) processed depth → (H', W') over the view's crop window of the original image."""
-  rows, cols = crop_window(view)
-  size = (cols.stop - cols.start, rows.stop - rows.start)
-  return cv2.resize(np.asarray(depth, np.float32), size, interpolation=cv2.INTER_CUBIC)
 
 
 def reconstruct_sequence(seq, model, frames, *, size, square_ok, scene_graph, niter, lr, schedule, batch_size):
@@ -66,8 +58,8 @@ def evaluate_video(seq, model, video, *, size, square_ok, batch_size, with_poses
                                      schedule=video.schedule, batch_size=batch_size)
   pred, gt = [], []
   for t, view, depth in zip(frames, imgs, scene.depthmaps):
-    rows, cols = crop_window(view)
-    pred.append(to_gt_pixels(depth, view))
+    rows, cols = crop_window(view)                   # the processed depth over its crop window of the original
+    pred.append(resize_to(depth, (rows.stop - rows.start, cols.stop - cols.start)))
     gt.append(seq.load_depth(t)[rows, cols])
   metrics, valid = depth_evaluation(np.stack(pred), np.stack(gt), max_depth=video.max_depth or None,
                                     align=video.align, post_clip_max=video.post_clip_max or None)
