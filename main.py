@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dynadust3r_jax import console
+from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/stereo4d.py:demo.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics.jsonl, TensorBoard events, pictures.')
@@ -45,7 +46,7 @@ def main(argv):
   job = getattr(importlib.import_module(module), name)
   try:
     job(config, FLAGS.workdir)
-  except (ValueError, FileNotFoundError) as e:  # user errors: config values, paths
+  except (ValueError, FileNotFoundError, CheckpointError) as e:  # user errors: config values, paths, checkpoints
     logging.error('%s', e, extra=console.FILE_ONLY)  # the console gets it once, as the exit line
     raise SystemExit(f'main.py: {e}') from None
 

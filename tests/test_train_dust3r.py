@@ -101,6 +101,8 @@ def _main(tmp_path, *flags):
      '/nonexistent/stage1: not a converted model directory'),
     (('--config=configs/dust3r.py:224_linear', '--config.data.train[0].root={stereo4d}'),
      'selected_seqs_train.json: no such file'),
+    (('--config=configs/dust3r.py:demo', '--config.init_checkpoint=/nonexistent/croco.pth'),
+     'main.py: /nonexistent/croco.pth: no such file or directory'),
 ])
 def test_user_errors_are_one_line(tmp_path, flags, message):
   from data import synthetic
