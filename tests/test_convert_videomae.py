@@ -138,6 +138,11 @@ def test_model_option(tmp_path):
   assert 'enc_depth=6' in _error(str(HF), tmp_path, model='D4RT(enc_depth=6)')
   assert "size 'XL'" in _error(str(HF), tmp_path, model='XL')
   assert 'bogus' in _error(str(HF), tmp_path, model='D4RT(bogus=1)')
+  assert _error(str(HF), tmp_path, model='D4RT(tubelet=2)').startswith('--model: tubelet=2 (want 3 integers)')
+  assert _error(str(HF), tmp_path, model="D4RT(size=['L'])").startswith("--model: size=['L']; give a size name")
+  assert _error(str(HF), tmp_path, model="D4RT(dec_depth='2')").startswith("--model: dec_depth='2' (want an integer)")
+  message = _error(str(HF), tmp_path, model='D4RT(num_frames=5)')         # D4RTConfig's error, the --model value's
+  assert message.startswith('--model: ') and 'num_frames=5' in message and 'config.json' not in message
 
 
 def test_converted_directory_runs_the_full_d4rt(converted):

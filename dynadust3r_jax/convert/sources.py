@@ -140,10 +140,10 @@ VIDEOMAE = 'VideoMAE'
 # Source tensors deliberately not used: the pre-training decoder (+ its input projection and mask token) and the
 # classification head (mean-pooling LayerNorm `fc_norm`, `classifier`).
 VIDEOMAE_IGNORED_PREFIXES = ('decoder.', 'encoder_to_decoder.', 'mask_token', 'fc_norm.', 'classifier.')
-# VideoMAEConfig defaults, for keys a config.json leaves out.
+# VideoMAEConfig defaults, for the keys read here that a config.json leaves out.
 _VIDEOMAE_DEFAULTS = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
                           hidden_act='gelu', image_size=224, patch_size=16, num_channels=3, num_frames=16,
-                          tubelet_size=2, qkv_bias=True, use_mean_pooling=True)
+                          tubelet_size=2, qkv_bias=True)
 _DECODER_FIELDS = ('dec_embed_dim', 'dec_depth', 'dec_num_heads', 'dec_mlp_ratio')
 _ENCODER_FIELDS = ('enc_embed_dim', 'enc_depth', 'enc_num_heads', 'enc_mlp_ratio', 'tubelet')
 # VideoMAE layer tensor (after `encoder.layer.{j}.`) → D4RT block tensor (PyTorch naming) [, part of qkv]
@@ -179,15 +179,42 @@ def _pair(v):
   return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
 
 
+def _videomae_kwargs(source: Source) -> dict:
+  """config.json over the VideoMAEConfig defaults; qv_bias (the transformers >= 5 name) read as qkv_bias."""
+  hf = {**_VIDEOMAE_DEFAULTS, **source.kwargs}
+  if 'qv_bias' in source.kwargs:
+    hf['qkv_bias'] = source.kwargs['qv_bias']
+  return hf
+
+
+def _model_type_errors(kwargs: dict, fields: dict) -> list[str]:
+  """'field=value (want …)' for each --model keyword whose value is not of its D4RTConfig field's type."""
+  bad = []
+  for k, v in kwargs.items():
+    default = fields[k].default
+    if isinstance(default, tuple):
+      ok, want = isinstance(v, (list, tuple)) and len(v) == len(default) and all(
+          isinstance(x, int) and not isinstance(x, bool) for x in v), f'{len(default)} integers'
+    elif isinstance(default, bool):
+      ok, want = isinstance(v, bool), 'True or False'
+    elif isinstance(default, float):
+      ok, want = isinstance(v, (int, float)) and not isinstance(v, bool), 'a number'
+    elif isinstance(default, int):
+      ok, want = isinstance(v, int) and not isinstance(v, bool), 'an integer'
+    else:
+      ok, want = isinstance(v, str), 'a string'
+    if not ok:
+      bad.append(f'{k}={v!r} (want {want})')
+  return bad
+
+
 def videomae_config(source: Source, model: str | None = None):
   """The D4RT architecture of a VideoMAE checkpoint: the encoder from its config.json; the decoder (and any
   other D4RT field) from `model`: a size name of `SIZES` (its decoder), or 'D4RT(size=..., field=value, ...)'
   (fields of D4RTConfig; encoder fields must agree with the checkpoint; img_size and num_frames default to the
   checkpoint's). Without `model`: the decoder of the size whose encoder width equals hidden_size."""
   from dynadust3r_jax.model.d4rt.config import SIZES, D4RTConfig  # pylint: disable=import-outside-toplevel
-  hf = {**_VIDEOMAE_DEFAULTS, **source.kwargs}
-  if 'qv_bias' in source.kwargs:  # the transformers >= 5 name of qkv_bias
-    hf['qkv_bias'] = source.kwargs['qv_bias']
+  hf = _videomae_kwargs(source)
   where = f'{source.path}/config.json'
   if hf['hidden_act'] != 'gelu' or hf['num_channels'] != 3:
     raise CheckpointError(f"{where}: hidden_act={hf['hidden_act']!r}, num_channels={hf['num_channels']}; the D4RT "
@@ -210,12 +237,17 @@ def videomae_config(source: Source, model: str | None = None):
     if name != 'D4RT':
       raise CheckpointError(f'--model: {name}(...) for a VideoMAE checkpoint; give a D4RT size name or D4RT(...)')
     size = kwargs.pop('size', None)
-    for k in _ENCODER_FIELDS:
-      if k in kwargs and (tuple(kwargs[k]) if k == 'tubelet' else kwargs[k]) != encoder[k]:
-        raise CheckpointError(f'--model: {k}={kwargs[k]!r}, but the checkpoint has {k}={encoder[k]!r}')
+    if size is not None and not isinstance(size, str):
+      raise CheckpointError(f'--model: size={size!r}; give a size name of {tuple(SIZES)}')
     unknown = sorted(set(kwargs) - set(D4RTConfig.__dataclass_fields__))
     if unknown:
       raise CheckpointError(f'--model: unknown D4RT field(s) {unknown}')
+    bad = _model_type_errors(kwargs, D4RTConfig.__dataclass_fields__)
+    if bad:
+      raise CheckpointError(f'--model: {", ".join(bad)}')
+    for k in _ENCODER_FIELDS:
+      if k in kwargs and (tuple(kwargs[k]) if k == 'tubelet' else kwargs[k]) != encoder[k]:
+        raise CheckpointError(f'--model: {k}={kwargs[k]!r}, but the checkpoint has {k}={encoder[k]!r}')
   else:
     kwargs = {}
   if size is None:  # the decoder of the size with this encoder width
@@ -230,6 +262,11 @@ def videomae_config(source: Source, model: str | None = None):
   try:
     cfg = D4RTConfig(**{**fields, **kwargs, **encoder})
   except (ValueError, TypeError) as e:
+    try:  # the checkpoint's values alone build: the error is a --model keyword's
+      D4RTConfig(**{**fields, **encoder})
+      where = '--model' if kwargs else where
+    except (ValueError, TypeError):
+      pass
     raise CheckpointError(f'{where}: {e}') from None
   if cfg.enc_mlp_dim != inter:
     raise CheckpointError(f'{where}: intermediate_size={inter} is not round(hidden_size * ratio) for any ratio')
@@ -316,7 +353,7 @@ def videomae_tensors(source: Source, cfg):
     qb = bias[0][1] if bias else np.zeros(c, np.float32)
     vb = bias[2][1] if bias else np.zeros(c, np.float32)
     out[prefix + 'bias'] = np.concatenate([qb, np.zeros_like(qb), vb])
-  if zero_bias and source.kwargs.get('qkv_bias', source.kwargs.get('qv_bias', True)):
+  if zero_bias and _videomae_kwargs(source)['qkv_bias']:
     raise CheckpointError(f'{source.path}: config.json says qkv_bias, but {zero_bias} layer(s) have no '
                           'q_bias/v_bias (or query.bias/value.bias)')
   if zero_bias:
