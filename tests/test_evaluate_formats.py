@@ -1,6 +1,8 @@
 """The evaluation job end to end on a tiny file of each dataset format (tests/eval_formats.py writes one
 synthetic clip as TAPVid-3D, Dynamic Replica, Sintel, Bonn and processed CO3D), with a converted test
 checkpoint; and the readers' ground truth through the pairs protocol equals Stereo4D's training targets."""
+import re
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,7 @@ def test_adt_without_extrinsics_is_one_message(dyna_checkpoint, clip, tmp_path):
   arrays = dict(np.load(path))
   del arrays['extrinsics_w2c']                                         # as tapnet's ADT generator writes it
   np.savez(path, **arrays)
-  with pytest.raises(ValueError, match='no extrinsics_w2c.*tapnet PR #137'):
+  with pytest.raises(ValueError, match=re.escape(f'{path}: no extrinsics_w2c') + '.*tapnet PR #137'):
     evaluate(_config('adt', dyna_checkpoint, root), str(tmp_path / 'out'))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from data import tapvid3d
 from data.errors import BadClip
 from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
 from data.sequence import LayoutError
@@ -142,9 +143,7 @@ def _run_pairs(config, model, with_motion, opened):
     if not np.any(opened.visibility):
       raise BadClip(f'{opened.name}: no visible track in any frame')
     if opened.world_to_camera is None and opened.dataset in ('adt', 'drivetrack'):
-      raise ValueError(f'{opened.name}: the {opened.dataset} file has no extrinsics_w2c, which the motion of view 2 '
-                       'needs; keep the GCS npz files or copy extrinsics_w2c across (tapnet PR #137, spec '
-                       'evaluation.md §4.1)')
+      raise ValueError(tapvid3d.requires_extrinsics_message(os.path.join(config.data.root, f'{opened.name}.npz')))
     pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
                                        pair_protocol.sequence_rng(config.seed, opened.name), p.min_gap)
     examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
