@@ -3,12 +3,14 @@ Sim(3) invariance, an ATE checked against an independent Umeyama, RPE hand cases
 import math
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from dynadust3r_jax.evaluation.trajectory import read_tum, trajectory_metrics, write_tum
+from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
+from dynadust3r_jax.inference.export.cameras import read_tum_poses, write_tum_poses
 
 
 def _trajectory(n, seed=0):
@@ -105,21 +107,22 @@ def test_timestamps():
 
 
 def test_tum_round_trip(tmp_path):
+  """The export's TUM files: time stamps exact, poses to the 10 digits written."""
   c2w = _trajectory(7)
   stamps = 1305031102.175304 + 0.033 * np.arange(7)
-  write_tum(tmp_path / 'traj.txt', stamps, c2w)
+  write_tum_poses(types.SimpleNamespace(cam_to_world=c2w), tmp_path / 'traj.txt', stamps)
   rows = np.loadtxt(tmp_path / 'traj.txt')
   assert rows.shape == (7, 8)
   np.testing.assert_array_equal(rows[:, 0], stamps)
-  np.testing.assert_allclose(rows[:, 1:4], c2w[:, :3, 3], atol=1e-12)
+  np.testing.assert_allclose(rows[:, 1:4], c2w[:, :3, 3], atol=1e-8)
   quat = Rotation.from_matrix(c2w[:, :3, :3]).as_quat()  # scalar-last, the TUM order; q and −q are one rotation
-  np.testing.assert_allclose(np.abs(np.sum(rows[:, 4:] * quat, axis=1)), 1.0, atol=1e-12)
-  t, back = read_tum(tmp_path / 'traj.txt')
+  np.testing.assert_allclose(np.abs(np.sum(rows[:, 4:] * quat, axis=1)), 1.0, atol=1e-8)
+  t, back = read_tum_poses(tmp_path / 'traj.txt')
   np.testing.assert_array_equal(t, stamps)
-  np.testing.assert_allclose(back, c2w, atol=1e-12)
+  np.testing.assert_allclose(back, c2w, atol=1e-8)
   (tmp_path / 'hand.txt').write_text('# timestamp tx ty tz qx qy qz qw\n0.5 1 2 3 0 0 0.7071067811865476 '
                                      '0.7071067811865476\n')
-  t, back = read_tum(tmp_path / 'hand.txt')
+  t, back = read_tum_poses(tmp_path / 'hand.txt')
   assert t.tolist() == [0.5]
   np.testing.assert_allclose(back[0], [[0, -1, 0, 1], [1, 0, 0, 2], [0, 0, 1, 3], [0, 0, 0, 1]], atol=1e-12)
 

@@ -11,10 +11,8 @@ Umeyama alignment of its positions to the GT ones (over all poses) and Q the GT:
 A dataset reports the unweighted mean over its sequences. MonST3R passes the same trajectories to the three
 calls, which align them in place; here each call gets its own copies (the same numbers, as re-aligning an
 aligned trajectory is the identity). Importing evo leaves the root logger alone (evo adds a NullHandler to its
-own); its results are logged at INFO level on the `evo` loggers.
-
-TUM files (`read_tum`, `write_tum`, via evo's file_interface): one pose a line, `t tx ty tz qx qy qz qw`
-(c2w, quaternion scalar-last), `#` lines are comments.
+own); its results are logged at INFO level on the `evo` loggers. TUM files: inference/export/cameras.py's
+read_tum_poses, write_tum_poses.
 """
 import copy
 
@@ -23,7 +21,6 @@ from evo import main_ape, main_rpe
 from evo.core import sync
 from evo.core.metrics import PoseRelation, Unit
 from evo.core.trajectory import PoseTrajectory3D
-from evo.tools import file_interface
 
 
 def to_trajectory(c2w, timestamps):
@@ -53,14 +50,3 @@ def trajectory_metrics(c2w_pred, c2w_gt, timestamps=None, timestamps_pred=None):
                        delta_unit=Unit.frames, rel_delta_tol=0.01, all_pairs=True, align=True, correct_scale=True)
     out[name] = float(rpe.stats['rmse'])
   return out
-
-
-def read_tum(path):
-  """(timestamps (N,), c2w (N, 4, 4)) of a TUM trajectory file."""
-  traj = file_interface.read_tum_trajectory_file(path)
-  return np.asarray(traj.timestamps, dtype=np.float64), np.stack(traj.poses_se3)
-
-
-def write_tum(path, timestamps, c2w):
-  """Writes (N,) timestamps and (N, 4, 4) camera→world poses as a TUM trajectory file."""
-  file_interface.write_tum_trajectory_file(path, to_trajectory(c2w, timestamps))

@@ -102,13 +102,15 @@ def write_tum_poses(scene, path, timestamps=None):
   with open(path, 'w') as f:
     for ts, T, qi in zip(timestamps, c2w, q):
       t = T[:3, 3]
-      f.write(' '.join(f'{v:.10g}' for v in (ts, *t, *qi)) + '\n')
+      f.write(' '.join([f'{ts:.17g}'] + [f'{v:.10g}' for v in (*t, *qi)]) + '\n')  # Unix-time stamps exact
   return path
 
 
 def read_tum_poses(path):
   """→ (timestamps (N,), cam_to_world (N,4,4)) from a TUM file written by write_tum_poses."""
   data = np.loadtxt(path, ndmin=2)
+  if data.shape[1] != 8:
+    raise ValueError(f'{data.shape[1]} columns, not 8')
   T = np.tile(np.eye(4), (len(data), 1, 1))
   T[:, :3, :3] = Rotation.from_quat(data[:, 4:8]).as_matrix()
   T[:, :3, 3] = data[:, 1:4]
