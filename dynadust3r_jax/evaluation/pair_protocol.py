@@ -21,6 +21,7 @@ from dynadust3r_jax.evaluation.depth_motion import pair_metrics
 from dynadust3r_jax.inference.export.common import processed_intrinsics
 from dynadust3r_jax.inference.images import load_arrays
 from dynadust3r_jax.inference.inference import inference
+from dynadust3r_jax.inference.motion import pair_query_times
 
 GT_KEYS = ('pts3d1', 'valid1', 'pts3d2', 'valid2', 'target_l2r', 'valid_l2r', 'target_r2l', 'valid_r2l')
 QUERY_TIMES = (1.0, 1.0, 0.0)  # [t_mid, t_view2, t_view1]: the mid query is unused here
@@ -77,7 +78,7 @@ def evaluate_pairs(examples, model, *, batch_size: int, scale_rule: str, motion_
                    with_motion: bool) -> dict:
   """Per-pair metrics of a sequence's examples: {metric: [value per pair]} (NaN where a pair has no GT)."""
   pairs = [(_view(ex['img1'], 2 * e), _view(ex['img2'], 2 * e + 1)) for e, ex in enumerate(examples)]
-  query_times = np.tile(np.float32(QUERY_TIMES), (len(pairs), 1)) if with_motion else None
+  query_times = pair_query_times(len(pairs), QUERY_TIMES) if with_motion else None
   out = inference(pairs, model, batch_size=batch_size, query_times=query_times, progress=False)
   return score_pairs(examples, out['pred1'], out['pred2'], scale_rule=scale_rule, motion_error=motion_error,
                      with_motion=with_motion)
