@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from data import tapvid3d
 from data.errors import BadClip
-from data.pipeline import VIDEO_DIR, VIDEO_SUFFIX, find_clips
+from data.pipeline import find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
 from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
@@ -131,11 +131,12 @@ def _sequences(config) -> list:
   return items[:config.max_sequences] if config.max_sequences else items
 
 
-def _run_pairs(config, model, with_motion, opened):
+def _run_pairs(config, model, with_motion, name, opened):
+  """The pairs of sequence `name` (their generator seeded by it) and their metrics."""
   p = config.pairs
+  rng = pair_protocol.sequence_rng(config.seed, name)
   if isinstance(opened, Mp4Clip):
-    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
-                                       pair_protocol.sequence_rng(config.seed, opened.clip.name), p.min_gap)
+    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap, rng, p.min_gap)
     examples = pair_protocol.stereo4d_examples(opened, pairs)
   else:
     if opened.tracks_xyz is None or opened.intrinsics is None:
@@ -144,8 +145,7 @@ def _run_pairs(config, model, with_motion, opened):
       raise BadClip(f'{opened.name}: no visible track in any frame')
     if opened.world_to_camera is None and opened.dataset in ('adt', 'drivetrack'):
       raise ValueError(tapvid3d.requires_extrinsics_message(os.path.join(config.data.root, f'{opened.name}.npz')))
-    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap,
-                                       pair_protocol.sequence_rng(config.seed, opened.name), p.min_gap)
+    pairs = pair_protocol.sample_pairs(opened.num_frames, p.per_sequence, p.max_gap, rng, p.min_gap)
     examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
   if not examples:
     raise BadClip('fewer than two frames')
@@ -156,13 +156,13 @@ def _run_pairs(config, model, with_motion, opened):
   else:
     metrics = pair_protocol.evaluate_pairs(examples, model, batch_size=config.batch_size, **scoring)
   return {'pairs': [list(x) for x in pairs], 'metrics': metrics,
-          'mean': {k: float(np.nanmean(v)) if np.isfinite(v).any() else float('nan') for k, v in metrics.items()}}
+          'mean': {k: _nanmean(v) for k, v in metrics.items()}}
 
 
-def _run_one(config, model, with_motion, opened):
+def _run_one(config, model, with_motion, name, opened):
   protocol = PROTOCOLS[config.benchmark]
   if protocol == 'pairs':
-    return _run_pairs(config, model, with_motion, opened)
+    return _run_pairs(config, model, with_motion, name, opened)
   common = dict(size=config.image_size, square_ok=config.square_ok, batch_size=config.batch_size)
   if protocol == 'video':
     poses = config.video.poses and (config.benchmark != 'sintel' or opened.name in _sintel_pose_sequences())
@@ -215,7 +215,7 @@ def evaluate(config, workdir: str) -> dict:
     record = store.get(name)
     if record is None:
       try:
-        record = _run_one(config, model, with_motion, open_sequence())
+        record = _run_one(config, model, with_motion, name, open_sequence())
       except SKIPPABLE as e:
         record = {'skipped': str(e)}
         logging.warning('%s: skipped (%s)', name, e)
