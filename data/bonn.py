@@ -16,9 +16,10 @@ import os
 import cv2
 import numpy as np
 from PIL import Image
-from scipy.spatial.transform import Rotation
 
 from data.sequence import LayoutError, Sequence
+from dynadust3r_jax.inference.export.cameras import read_tum_poses
+from dynadust3r_jax.inference.export.common import invert_pose
 
 SEQUENCES = ('balloon2', 'crowd2', 'crowd3', 'person_tracking2', 'synchronous')  # MonST3R eval_metadata.py
 FRAMES = (30, 140)
@@ -30,18 +31,12 @@ LAYOUT = (f'rgbd_bonn_dataset/{PREFIX}<seq>/ with rgb/*.png, depth/*.png, ground
 
 
 def read_tum(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """TUM trajectory file → timestamps (n,) and camera→world (n, 4, 4)."""
+  """TUM trajectory file → timestamps (n,) and camera→world (n, 4, 4) (export.read_tum_poses); a bad file is
+  the LayoutError naming it."""
   try:
-    rows = np.loadtxt(path, comments='#', ndmin=2)
+    return read_tum_poses(path)
   except (OSError, ValueError) as e:
-    raise LayoutError(f'{path}: unreadable ({type(e).__name__}: {e}); expected TUM rows '
-                      '`timestamp tx ty tz qx qy qz qw`') from None
-  if rows.shape[1] != 8:
-    raise LayoutError(f'{path}: {rows.shape[1]} columns; expected TUM rows `timestamp tx ty tz qx qy qz qw`')
-  c2w = np.tile(np.eye(4), (len(rows), 1, 1))
-  c2w[:, :3, :3] = Rotation.from_quat(rows[:, 4:8]).as_matrix()  # scipy takes (x, y, z, w), as TUM stores it
-  c2w[:, :3, 3] = rows[:, 1:4]
-  return rows[:, 0], c2w
+    raise LayoutError(f'{path}: {e} ({type(e).__name__}); expected TUM rows `timestamp tx ty tz qx qy qz qw`') from None
 
 
 def sequence_names(root: str, sequences: tuple[str, ...] | None = SEQUENCES,
@@ -83,10 +78,6 @@ def load_sequence(root: str, name: str, sequences: tuple[str, ...] | None = SEQU
   if not len(rgb) == len(depth) == len(c2w) > 0:
     raise LayoutError(f'{folder}: {len(rgb)} {rgb_dir} frames, {len(depth)} {depth_dir} frames, {len(c2w)} '
                       f'{gt_file} rows in [{keep.start}:{keep.stop}]; expected equal, non-zero counts')
-  w2c = np.tile(np.eye(4), (len(c2w), 1, 1))
-  rot_t = np.swapaxes(c2w[:, :3, :3], 1, 2)
-  w2c[:, :3, :3] = rot_t
-  w2c[:, :3, 3] = -np.einsum('tij,tj->ti', rot_t, c2w[:, :3, 3])
 
   def load_image(t: int) -> np.ndarray:
     with Image.open(rgb[t]) as image:
@@ -100,7 +91,7 @@ def load_sequence(root: str, name: str, sequences: tuple[str, ...] | None = SEQU
 
   return Sequence(dataset='bonn', name=name, frames=[os.path.splitext(os.path.basename(p))[0] for p in rgb],
                   load_image=load_image, load_depth=load_depth, intrinsics=np.repeat(K[None], len(rgb), axis=0),
-                  world_to_camera=w2c, timestamps=timestamps)
+                  world_to_camera=invert_pose(c2w), timestamps=timestamps)
 
 
 def _pngs(folder: str) -> list[str]:

@@ -58,6 +58,7 @@ import numpy as np
 from data.dust3r_views import aspect_ratio_for_batch, view_from_frame
 from data.errors import BadClip, redraw
 from data.pipeline import NUM_SAMPLES
+from dynadust3r_jax.inference.geometry import apply_transform
 
 OPTIONS = ('aug_crop', 'color_jitter')
 DEFAULTS = {'aug_crop': 0, 'color_jitter': True}
@@ -201,7 +202,7 @@ def _example(view1, view2, skipped) -> dict:
   example = {}
   for k, view in ((1, view1), (2, view2)):
     valid = view['valid_mask']
-    pts = view['pts3d'].astype(np.float64) @ world_to_cam1[:3, :3].T + world_to_cam1[:3, 3]
+    pts = apply_transform(world_to_cam1, view['pts3d'].astype(np.float64))
     example.update({
         f'img{k}': view['img'], f'pts3d{k}': np.where(valid[..., None], pts, 0).astype(np.float32),
         f'valid{k}': valid, f'true_shape{k}': np.asarray(view['true_shape'], np.int32),

@@ -15,19 +15,15 @@ pixel, column round(u) of u = fx·X/Z + cx (spec §4.5's "nearest"); nearer trac
 import numpy as np
 
 from data.stereo4d import pixel_owner, scatter
-
-INDEX_TO_EDGE = np.array([[1., 0., .5], [0., 1., .5], [0., 0., 1.]])  # pixel-index → pixel-edge coordinates
+from dynadust3r_jax.inference.export.common import INDEX_TO_EDGE, invert_pose
+from dynadust3r_jax.inference.geometry import apply_transform
 
 
 def _camera_to_camera(world_to_camera, src, dst):
   """(4,4) transform from camera src to camera dst; identity for a static camera (no extrinsics)."""
   if world_to_camera is None:
     return np.eye(4)
-  return world_to_camera[dst] @ np.linalg.inv(world_to_camera[src])
-
-
-def _apply(T, xyz):
-  return xyz @ T[:3, :3].T + T[:3, 3]
+  return world_to_camera[dst] @ invert_pose(world_to_camera[src])
 
 
 def pair_targets(tracks_xyz, visibility, world_to_camera, intrinsics, hw, t1, t2) -> dict:
@@ -44,8 +40,8 @@ def pair_targets(tracks_xyz, visibility, world_to_camera, intrinsics, hw, t1, t2
     seen = np.flatnonzero(visibility[src] & np.all(np.isfinite(xyz), axis=-1))
     pixel, idx = pixel_owner(xyz[seen], K_edge, hw, 'floor')
     ids = seen[idx]
-    out[f'pts3d{view}'], out[f'valid{view}'] = scatter(pixel, _apply(to_cam1[src], xyz[ids]), hw)
+    out[f'pts3d{view}'], out[f'valid{view}'] = scatter(pixel, apply_transform(to_cam1[src], xyz[ids]), hw)
     end = np.asarray(tracks_xyz[dst][ids], np.float64)
     there = np.all(np.isfinite(end), axis=-1)
-    out[f'target_{name}'], out[f'valid_{name}'] = scatter(pixel[there], _apply(to_cam1[dst], end[there]), hw)
+    out[f'target_{name}'], out[f'valid_{name}'] = scatter(pixel[there], apply_transform(to_cam1[dst], end[there]), hw)
   return out

@@ -15,7 +15,7 @@ cameras.json has the fields (and conventions) of the reconstruct job's cameras.j
 (dynadust3r_jax/inference/export/cameras.py), so a reconstruction's file can be reused as it is:
   K             (3, 3) pixels, at the image's own size, pixel-edge convention (COLMAP's: the top-left
                 pixel's centre is (0.5, 0.5)); a COLMAP PINHOLE camera's fx, fy, cx, cy go in unchanged
-  cam_to_world  (4, 4) camera → world, OpenCV camera axes (x right, y down, z forward)
+  cam_to_world  (4, 4) camera → world, rigid, OpenCV camera axes (x right, y down, z forward)
   width, height optional; when present they must equal the image's size
 Other fields (index, world_to_cam, K_processed, ...) are ignored. The scene's frames are the keys of
 cameras.json, sorted; images without an entry are not used.
@@ -34,10 +34,11 @@ import cv2
 import numpy as np
 
 from data.sequence import LayoutError, Sequence
+from dynadust3r_jax.inference.export.common import INDEX_TO_EDGE, invert_pose
 
 CAMERAS = 'cameras.json'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
-EDGE_TO_INDEX = np.array([[1.0, 0, -0.5], [0, 1.0, -0.5], [0, 0, 1.0]])   # K: pixel edges → pixel indices
+EDGE_TO_INDEX = np.linalg.inv(INDEX_TO_EDGE)   # K: pixel edges → pixel indices
 _LAYOUT = ('expected <root>/<scene>/{cameras.json {NAME: {"K": 3x3 (pixel-edge convention, image size), '
            '"cam_to_world": 4x4 (OpenCV axes), "width", "height" (optional)}}, images/NAME (.jpg/.jpeg/.png), '
            'depth/STEM.npy (H, W) float, 0 = none, masks/STEM.png (optional)} (data/posed_scenes.py)')
@@ -85,6 +86,9 @@ def _read_cameras(path: str, mtime_ns: int) -> dict:
       raise _error(path, f'entry {name!r}: K {K.shape}, cam_to_world {c2w.shape}; expected (3, 3), (4, 4)')
     if not (np.all(np.isfinite(K)) and np.all(np.isfinite(c2w))):
       raise _error(path, f'entry {name!r}: non-finite K or cam_to_world')
+    R = c2w[:3, :3]
+    if not (np.allclose(R.T @ R, np.eye(3), atol=1e-4) and np.linalg.det(R) > 0 and np.allclose(c2w[3], [0, 0, 0, 1])):
+      raise _error(path, f'entry {name!r}: cam_to_world is not rigid (a rotation and a translation, last row 0 0 0 1)')
     size = (entry['width'], entry['height']) if 'width' in entry and 'height' in entry else None
     cameras[name] = (K, c2w, size)
   stems = {}
@@ -195,8 +199,8 @@ def read_frame(scene_dir: str, name: str) -> dict:
 
 def load_sequence(root: str, name: str) -> Sequence:
   """Scene `name`: its frames (cameras.json's keys, sorted), K (pixel-index convention) and
-  world_to_camera = inv(cam_to_world) per frame, lazy images and depth. Every frame's image and depth
-  file must exist."""
+  world_to_camera = the rigid inverse of cam_to_world per frame, lazy images and depth. Every frame's
+  image and depth file must exist."""
   scene_dir = os.path.join(root, name)
   if not os.path.isdir(scene_dir):
     raise _error(scene_dir, 'no such scene folder')
@@ -211,4 +215,4 @@ def load_sequence(root: str, name: str) -> Sequence:
       load_image=lambda t: read_image(scene_dir, frames[t]),
       load_depth=lambda t: read_depth(scene_dir, frames[t]),
       intrinsics=np.stack([K for K, _ in cameras]),
-      world_to_camera=np.stack([np.linalg.inv(c2w) for _, c2w in cameras]))
+      world_to_camera=invert_pose(np.stack([c2w for _, c2w in cameras])))

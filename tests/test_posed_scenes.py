@@ -146,6 +146,7 @@ def test_errors_name_the_path_and_the_layout(root, tmp_path):
     ('{"a.png": {"K": [[1, 0], [0, 1]], "cam_to_world": %s}}' % np.eye(4).tolist(), 'expected (3, 3), (4, 4)'),
     ('{"a.png": {"K": "K", "cam_to_world": "c"}}', 'not numeric arrays'),
     ('{"a.png": {"K": [[1, 0, 0], [0, NaN, 0], [0, 0, 1]], "cam_to_world": %s}}' % np.eye(4).tolist(), 'non-finite'),
+    ('{"a.png": {"K": %s, "cam_to_world": %s}}' % (np.eye(3).tolist(), (2 * np.eye(4)).tolist()), 'not rigid'),
     ('{"a.png": {"K": %s, "cam_to_world": %s}, "a.jpg": {"K": %s, "cam_to_world": %s}}'
      % ((np.eye(3).tolist(), np.eye(4).tolist()) * 2), 'share depth/a.npy'),
     ('{not json', 'not JSON'),
