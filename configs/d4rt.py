@@ -4,11 +4,14 @@
   python main.py --config=configs/d4rt.py:tiny --workdir=runs/d4rt_tiny --config.data.root=...
   python main.py --config=configs/d4rt.py:demo --workdir=runs/d4rt_demo    # synthetic clips, 2 CPU cores
 
-The model is D4RT's (dynadust3r_jax/model/d4rt/: config.model holds D4RTConfig fields, `size` picks the
-named sizes g / H / L / B / tiny); the data are D4RT examples of the Stereo4D clips (data/d4rt.py:
-config.data.d4rt are its options); the loss is dynadust3r_jax/d4rt_losses.py with config.d4rt_weights
-(λnormal = 0: Stereo4D has no normals). AdamW (wd 0.03), 2.5k warmup steps to 1e-4, cosine to 1e-6, global
-gradient clip 10 (spec §7). Initialisation from VideoMAE goes through convert_weights.py (not yet read here).
+The model is D4RT's (dynadust3r_jax/model/d4rt/: config.model holds D4RTConfig fields, those of the named
+size 'g' here, 'tiny' in the tiny/demo variants; another size: set its fields); the data are D4RT examples of
+the Stereo4D clips (data/d4rt.py: config.data.d4rt are its options; its num_frames and size must equal
+config.model.num_frames and img_size, which the trainer checks); the loss is dynadust3r_jax/d4rt_losses.py with
+config.d4rt_weights, every term's weight (the paper's, but λnormal = 0: Stereo4D has no normals; the keys '3d'
+and '2d' are set as `--config.d4rt_weights['3d']=0.5`). AdamW (wd 0.03), 2.5k warmup steps to 1e-4, cosine to
+1e-6, global gradient clip 10 (spec §7). Initialisation from VideoMAE: convert the checkpoint with
+convert_weights.py, then --config.init_checkpoint=<the converted directory>.
 """
 import ml_collections
 
@@ -49,8 +52,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       learning_rate=1e-4, b1=0.9, b2=0.999, weight_decay=0.03, grad_clip=10.0,
       schedule='warmup_cosine', warmup_steps=2_500, min_learning_rate=1e-6))
-  c.loss_alpha = 0.2                # (DUSt3R's; unused by D4RT)
-  c.d4rt_weights = ml_collections.ConfigDict(dict(normal=0.0))  # over the paper's weights (d4rt_losses.D4RT_WEIGHTS)
+  # the loss weights: the paper's (d4rt_losses.D4RT_WEIGHTS) but normal
+  c.d4rt_weights = ml_collections.ConfigDict({'3d': 1.0, '2d': 0.1, 'vis': 0.1, 'disp': 0.1, 'normal': 0.0,
+                                              'conf': 0.2})
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1))
 
   c.log_every = 50

@@ -99,6 +99,9 @@ def _wanted(weight, pred, batch, pred_keys, batch_keys):
 def d4rt_loss(pred, batch, weights=D4RT_WEIGHTS):
   """The D4RT loss → (loss, metrics): each term (unweighted), mean conf, the scale-normalised 3D error
   mean ‖P̂/ẑ̄ − P*/z̄*‖ and the visibility accuracy (logit > 0 vs target_vis > 0.5), all float32 scalars."""
+  unknown = sorted(set(weights) - set(D4RT_WEIGHTS))
+  if unknown:
+    raise ValueError(f'd4rt_loss: unknown weight(s) {unknown}; the terms are {sorted(D4RT_WEIGHTS)}')
   weights = {**D4RT_WEIGHTS, **weights}
   m3 = jnp.asarray(batch['mask_3d'], bool)
   metrics = {}

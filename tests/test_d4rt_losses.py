@@ -17,6 +17,7 @@ def _numpy_loss(pred, batch, w=D4RT_WEIGHTS):
   w = {**D4RT_WEIGHTS, **w}
   f = lambda x: math.copysign(math.log1p(abs(x)), x)
   m3, mv, mn = batch['mask_3d'], batch['mask_vis'], batch['mask_normal']
+  mu = batch.get('mask_uv', m3)  # L2D's queries: those with a projection in frame t_cam (data/d4rt.py)
 
   def mean_z(xyz, b):
     zs = [float(xyz[b, q, 2]) for q in range(Q) if m3[b, q]]
@@ -35,9 +36,10 @@ def _numpy_loss(pred, batch, w=D4RT_WEIGHTS):
         confs.append(c)
         logc.append(math.log(c))
         err.append(math.sqrt(sum((p[k] - g[k]) ** 2 for k in range(3))))
-        l2d.append(sum(abs(pred['uv'][b, q, k] - batch['target_uv'][b, q, k]) for k in range(2)) / 2)
         ldisp.append(sum(abs(pred['disp'][b, q, k] / z_pr[b] - batch['target_disp'][b, q, k] / z_gt[b])
                          for k in range(3)) / 3)
+      if mu[b, q]:
+        l2d.append(sum(abs(pred['uv'][b, q, k] - batch['target_uv'][b, q, k]) for k in range(2)) / 2)
       if mv[b, q]:
         x, y = float(pred['vis_logit'][b, q]), float(batch['target_vis'][b, q])
         s = 1 / (1 + math.exp(-x))
@@ -70,6 +72,10 @@ def _case(seed, p_valid=0.6):
   pred = {'xyz': xyz(), 'uv': rng.random((B, Q, 2)), 'vis_logit': rng.normal(0, 2, (B, Q)),
           'disp': rng.normal(0, .5, (B, Q, 3)), 'normal': _unit(rng.normal(0, 1, (B, Q, 3))),
           'conf': 1 + np.exp(rng.normal(0, 1, (B, Q)))}
+  # mask_uv: a subset of mask_3d (the targets with a projection in frame t_cam), so L2D's set differs from L3D's
+  batch['mask_uv'] = batch['mask_3d'] & (rng.random((B, Q)) < 0.7)
+  batch['mask_uv'][0, 0] = True
+  batch['mask_uv'][tuple(np.argwhere(batch['mask_3d'])[-1])] = False  # at least one query differs ((0, 0) aside)
   return pred, batch
 
 
@@ -152,7 +158,7 @@ def _extreme_masked(pred, batch):
   """Masked entries with NaN-free but extreme values."""
   m3, mv, mn = batch['mask_3d'], batch['mask_vis'], batch['mask_normal']
   pred['xyz'][~m3] = [3e38, -3e38, 0.0]
-  pred['uv'][~m3] = 1e30
+  pred['uv'][~batch.get('mask_uv', m3)] = 1e30
   pred['disp'][~m3] = -3e38
   pred['conf'][~m3] = 3e38
   pred['vis_logit'][~mv] = -3e38
@@ -164,7 +170,7 @@ def _extreme_masked(pred, batch):
 
 def test_empty_masks_give_zero_terms_and_finite_gradients():
   pred, batch = _case(6)
-  for k in ('mask_3d', 'mask_vis', 'mask_normal'):
+  for k in ('mask_3d', 'mask_uv', 'mask_vis', 'mask_normal'):
     batch[k] = np.zeros_like(batch[k])
   pred, batch = _extreme_masked(pred, batch)
   loss, metrics = _run(pred, batch)
@@ -196,6 +202,12 @@ def test_zero_weight_removes_its_term(term):
   got, _ = _run(pred, batch, {term: 0.0})
   assert got == pytest.approx(loss - removed, rel=1e-5)
   assert got == pytest.approx(_numpy_loss(pred, batch, {term: 0.0})[0], rel=1e-5)
+
+
+def test_unknown_weight_is_an_error():
+  pred, batch = _case(8)
+  with pytest.raises(ValueError, match=r"unknown weight\(s\) \['viz'\]"):
+    d4rt_loss(_jax(pred), _jax(batch), {'viz': 0.5})
 
 
 def test_zero_normal_weight_without_normals():

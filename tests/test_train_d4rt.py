@@ -69,6 +69,31 @@ def test_mismatched_family_and_data_are_one_error(tmp_path):
   c.data.kind = 'multiview'
   with pytest.raises(ValueError, match="config.data.kind='multiview' for a DynaDUSt3R model"):
     train(c, str(tmp_path / 'b'))
+  c = _config(2)
+  c.model_family = 'D4RT'
+  with pytest.raises(ValueError, match=r"config.model_family='D4RT'; choose one of \('dust3r', 'd4rt'\)"):
+    train(c, str(tmp_path / 'c'))
+  c = _config(2)
+  c.data.d4rt.num_frames = 12
+  with pytest.raises(ValueError, match='config.data.d4rt.num_frames=12 but config.model.num_frames=8'):
+    train(c, str(tmp_path / 'd'))
+  c = _config(2)
+  c.data.d4rt.size = 64
+  with pytest.raises(ValueError, match='config.data.d4rt.size=64 but config.model.img_size=32'):
+    train(c, str(tmp_path / 'e'))
+  c = _config(2)
+  with c.unlocked():
+    c.d4rt_weights.viz = 0.5
+  with pytest.raises(ValueError, match=r'config.d4rt_weights.viz: not a D4RT loss weight'):
+    train(c, str(tmp_path / 'f'))
+
+
+def test_the_config_lists_every_loss_weight():
+  """config.d4rt_weights holds every term (so --config.d4rt_weights.vis=... is a known key): the paper's
+  weights, λnormal 0 (Stereo4D has no normals)."""
+  from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS
+  for variant in ('', 'tiny', 'demo'):
+    assert dict(d4rt_config.get_config(variant).d4rt_weights) == {**D4RT_WEIGHTS, 'normal': 0.0}
 
 
 def _picture_batch():

@@ -19,6 +19,7 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from data import pipeline
+from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS
 from dynadust3r_jax.model import ModelConfig, build_model
 from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
 from dynadust3r_jax.pretrained import load_model, write_config
@@ -52,17 +53,34 @@ def maybe_initialize_distributed():
 
 # the data kinds (train/datasets.py) each architecture trains on
 DATA_FOR = {'D4RT': ('d4rt',), 'DynaDUSt3R': ('stereo4d',), 'AsymmetricCroCo3DStereo': ('stereo4d', 'multiview')}
+# config.model_family: 'dust3r' (DUSt3R / DynaDUSt3R, by config.model.arch; the default) or 'd4rt'
+MODEL_FAMILIES = ('dust3r', 'd4rt')
+# config.data.d4rt keys that repeat config.model's: the clips must be the model's
+D4RT_DATA_KEYS = {'num_frames': 'num_frames', 'size': 'img_size'}
 
 
 def _model_config(config):
   """config.model as the family's architecture: D4RT (config.model_family='d4rt') or DUSt3R / DynaDUSt3R;
-  one error when config.data.kind gives it data it cannot train on."""
-  d4rt = config.get('model_family', 'dust3r') == 'd4rt'
+  one error when config.data.kind gives it data it cannot train on (and, for D4RT, when config.data.d4rt's clip
+  shape is not config.model's or config.d4rt_weights names no loss term)."""
+  family = config.get('model_family', 'dust3r')
+  if family not in MODEL_FAMILIES:
+    raise ValueError(f'config.model_family={family!r}; choose one of {MODEL_FAMILIES}')
+  d4rt = family == 'd4rt'
   cfg = (D4RTConfig if d4rt else ModelConfig).from_dict(dict(config.model))
   arch, kind = 'D4RT' if d4rt else cfg.arch, config.data.get('kind', 'stereo4d')
   if kind not in DATA_FOR.get(arch, ()):
     raise ValueError(f'config.data.kind={kind!r} for a {arch} model (config.model_family / config.model.arch): '
                      f'it trains on {DATA_FOR.get(arch, "no data kind")}')
+  if d4rt:
+    data = config.data.get('d4rt') or {}
+    for data_key, model_key in D4RT_DATA_KEYS.items():
+      if data_key in data and data[data_key] != getattr(cfg, model_key):
+        raise ValueError(f'config.data.d4rt.{data_key}={data[data_key]} but config.model.{model_key}='
+                         f'{getattr(cfg, model_key)}: the clips must have the model\'s shape (set both to one value)')
+    unknown = sorted(set(config.get('d4rt_weights') or {}) - set(D4RT_WEIGHTS))
+    if unknown:
+      raise ValueError(f'config.d4rt_weights.{unknown[0]}: not a D4RT loss weight; choose from {sorted(D4RT_WEIGHTS)}')
   return cfg
 
 
@@ -203,11 +221,12 @@ def train(config, workdir: str):
     _truncate_metrics(metrics_path, int(state['step']))
 
   d4rt_weights = dict(config.d4rt_weights) if 'd4rt_weights' in config else None
-  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, config.loss_alpha, d4rt_weights),
+  loss_alpha = None if isinstance(cfg, D4RTConfig) else config.loss_alpha  # DUSt3R's confidence weight
+  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, loss_alpha, d4rt_weights),
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
   pair_poses = config.data.get('kind', 'stereo4d') == 'multiview' and config.data.both_orders
-  eval_step = jax.jit(make_eval_step(graphdef, config.loss_alpha, pair_poses=pair_poses, d4rt_weights=d4rt_weights))
+  eval_step = jax.jit(make_eval_step(graphdef, loss_alpha, pair_poses=pair_poses, d4rt_weights=d4rt_weights))
   # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
   train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
   draw_pictures = _pictures(cfg, graphdef)
