@@ -90,7 +90,7 @@ import numpy as np
 from scipy import ndimage
 
 from data.errors import BadClip, redraw
-from data.pipeline import NUM_SAMPLES, ClipSource, make_iterator  # noqa: F401 (make_iterator re-exported)
+from data.pipeline import ClipSource, batched, make_iterator  # noqa: F401 (make_iterator re-exported)
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import world_to_camera
 
@@ -458,5 +458,5 @@ class DrawD4RTExample(grain.transforms.RandomMap):
 def make_dataset(clips: ClipSource, *, batch_size: int, seed: int, shard_index: int = 0, shard_count: int = 1,
                  **options) -> grain.MapDataset:
   """Batches of D4RT examples. With several hosts, each takes every shard_count-th batch (its slice)."""
-  ds = grain.MapDataset.range(NUM_SAMPLES).seed(seed).random_map(DrawD4RTExample(clips, **options))
-  return ds.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+  return batched(DrawD4RTExample(clips, **options), batch_size=batch_size, seed=seed, shard_index=shard_index,
+                 shard_count=shard_count)

@@ -57,7 +57,7 @@ import numpy as np
 
 from data.dust3r_views import aspect_ratio_for_batch, view_from_frame
 from data.errors import BadClip, redraw
-from data.pipeline import NUM_SAMPLES
+from data.pipeline import batched
 from dynadust3r_jax.inference.geometry import apply_transform
 
 OPTIONS = ('aug_crop', 'color_jitter')
@@ -227,5 +227,4 @@ def make_dataset(mixture, *, batch_size: int, global_batch_size: int, seed: int,
     raise ValueError(f'shard_index={shard_index} out of range for shard_count={shard_count}')
   draw = DrawPair(mixture, seed=seed, global_batch_size=global_batch_size, resolutions=resolutions,
                   both_orders=both_orders, **draw_options)
-  ds = grain.MapDataset.range(NUM_SAMPLES).seed(seed).random_map(draw)
-  return ds.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+  return batched(draw, batch_size=batch_size, seed=seed, shard_index=shard_index, shard_count=shard_count)

@@ -231,11 +231,19 @@ class DrawExample(grain.transforms.RandomMap):
     return example
 
 
+def batched(draw: grain.transforms.RandomMap, *, batch_size: int, seed: int, shard_index: int = 0,
+            shard_count: int = 1) -> grain.MapDataset:
+  """The pipelines' Grain chain: element i = draw of sample i (its generator seeded by (seed, i)), batched;
+  host shard_index of shard_count takes every shard_count-th batch."""
+  ds = grain.MapDataset.range(NUM_SAMPLES).seed(seed).random_map(draw)
+  return ds.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+
+
 def make_dataset(clips: ClipSource, *, batch_size: int, seed: int, shard_index: int = 0,
                  shard_count: int = 1, **draw_options) -> grain.MapDataset:
   """Batches of examples. With several hosts, each takes every shard_count-th batch (its slice)."""
-  ds = grain.MapDataset.range(NUM_SAMPLES).seed(seed).random_map(DrawExample(clips, **draw_options))
-  return ds.batch(batch_size, drop_remainder=True)[shard_index::shard_count]
+  return batched(DrawExample(clips, **draw_options), batch_size=batch_size, seed=seed, shard_index=shard_index,
+                 shard_count=shard_count)
 
 
 def make_iterator(ds: grain.MapDataset, *, num_workers: int = 0, num_threads: int = 2, prefetch: int = 2):
