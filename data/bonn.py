@@ -15,9 +15,8 @@ import os
 
 import cv2
 import numpy as np
-from PIL import Image
 
-from data.sequence import LayoutError, Sequence
+from data.sequence import LayoutError, Sequence, read_rgb
 from dynadust3r_jax.inference.export.cameras import read_tum_poses
 from dynadust3r_jax.inference.export.common import invert_pose
 
@@ -79,10 +78,6 @@ def load_sequence(root: str, name: str, sequences: tuple[str, ...] | None = SEQU
     raise LayoutError(f'{folder}: {len(rgb)} {rgb_dir} frames, {len(depth)} {depth_dir} frames, {len(c2w)} '
                       f'{gt_file} rows in [{keep.start}:{keep.stop}]; expected equal, non-zero counts')
 
-  def load_image(t: int) -> np.ndarray:
-    with Image.open(rgb[t]) as image:
-      return np.asarray(image.convert('RGB'))
-
   def load_depth(t: int) -> np.ndarray:
     png = cv2.imread(depth[t], cv2.IMREAD_UNCHANGED)
     if png is None or png.dtype != np.uint16 or png.ndim != 2:
@@ -90,7 +85,8 @@ def load_sequence(root: str, name: str, sequences: tuple[str, ...] | None = SEQU
     return (png / DEPTH_SCALE).astype(np.float32)
 
   return Sequence(dataset='bonn', name=name, frames=[os.path.splitext(os.path.basename(p))[0] for p in rgb],
-                  load_image=load_image, load_depth=load_depth, intrinsics=np.repeat(K[None], len(rgb), axis=0),
+                  load_image=lambda t: read_rgb(rgb[t]), load_depth=load_depth,
+                  intrinsics=np.repeat(K[None], len(rgb), axis=0),
                   world_to_camera=invert_pose(c2w), timestamps=timestamps)
 
 

@@ -30,9 +30,9 @@ _LAYOUT = ("expected DUSt3R's processed CO3Dv2 (datasets_preprocess/preprocess_c
 _CAMERA_KEYS = ('camera_intrinsics', 'camera_pose', 'maximum_depth')
 
 
-def _require(path: str) -> str:
+def _require(path: str, layout: str = _LAYOUT) -> str:
   if not os.path.isfile(path):
-    raise LayoutError(f'{path}: no such file; {_LAYOUT}')
+    raise LayoutError(f'{path}: no such file; {layout}')
   return path
 
 
@@ -60,17 +60,22 @@ def read_camera(seq_dir: str, frame_index: int) -> tuple[np.ndarray, np.ndarray,
   return K, c2w, float(np.nan_to_num(maximum))
 
 
-def _imread(path: str, flags: int) -> np.ndarray:
-  image = cv2.imread(_require(path), flags)
+def _imread(path: str, flags: int, layout: str = _LAYOUT) -> np.ndarray:
+  image = cv2.imread(_require(path, layout), flags)
   if image is None:
-    raise LayoutError(f'{path}: not a readable image; {_LAYOUT}')
+    raise LayoutError(f'{path}: not a readable image; {layout}')
   return image
 
 
+def imread_rgb(path: str, layout: str = _LAYOUT) -> np.ndarray:
+  """(H, W, 3) uint8 RGB decoded by OpenCV as DUSt3R's loader does (alpha dropped, grey → RGB); a
+  missing or unreadable file is the LayoutError naming it and `layout`."""
+  return cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR, layout), cv2.COLOR_BGR2RGB)
+
+
 def read_image(seq_dir: str, frame_index: int) -> np.ndarray:
-  """(H, W, 3) uint8 RGB, decoded by OpenCV as DUSt3R's loader does."""
-  bgr = _imread(_paths(seq_dir, frame_index)['image'], cv2.IMREAD_COLOR)
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  """(H, W, 3) uint8 RGB of the frame's JPEG (imread_rgb)."""
+  return imread_rgb(_paths(seq_dir, frame_index)['image'])
 
 
 def read_depth(seq_dir: str, frame_index: int, maximum_depth: float) -> np.ndarray:

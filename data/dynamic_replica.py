@@ -27,7 +27,7 @@ import os
 import numpy as np
 import PIL.Image
 
-from data.sequence import LayoutError, Sequence
+from data.sequence import LayoutError, Sequence, read_rgb
 from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
 
 CAMERA_CONVENTIONS = ('pytorch3d', 'monst3r')
@@ -99,9 +99,8 @@ def opencv_camera(viewpoint: dict, image_size_hw, camera_convention: str = 'pyto
 
 
 def read_image(path: str) -> np.ndarray:
-  """(H, W, 3) uint8 RGB of an RGB(A) PNG."""
-  with PIL.Image.open(path) as image:
-    return np.ascontiguousarray(np.asarray(image)[..., :3])
+  """(H, W, 3) uint8 RGB of a PNG (data.sequence.read_rgb)."""
+  return read_rgb(path)
 
 
 def read_depth(path: str) -> np.ndarray:

@@ -33,6 +33,7 @@ import os
 import cv2
 import numpy as np
 
+from data import co3d
 from data.sequence import LayoutError, Sequence
 from dynadust3r_jax.inference.export.common import INDEX_TO_EDGE, invert_pose
 
@@ -138,11 +139,7 @@ def mask_path(scene_dir: str, name: str) -> str:
 
 def read_image(scene_dir: str, name: str) -> np.ndarray:
   """(H, W, 3) uint8 RGB (OpenCV's decoder, as data.co3d; an alpha channel is dropped, grey becomes RGB)."""
-  path = image_path(scene_dir, name)
-  bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-  if bgr is None:
-    raise _error(path, 'not a readable image')
-  return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+  return co3d.imread_rgb(image_path(scene_dir, name), _LAYOUT)
 
 
 def read_depth(scene_dir: str, name: str) -> np.ndarray:

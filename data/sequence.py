@@ -17,11 +17,22 @@ import dataclasses
 from typing import Callable
 
 import numpy as np
+import PIL.Image
 
 
 class LayoutError(FileNotFoundError):
   """A dataset root or file that is missing or not in the layout the reader expects; str(e) names the
   path and the layout expected."""
+
+
+def read_rgb(source, name: str | None = None) -> np.ndarray:
+  """(H, W, 3) uint8 RGB of an image (a path or a file object), decoded by PIL: grey, palette and alpha
+  images converted to RGB. A missing or unreadable image is the LayoutError naming it (`name`, else the path)."""
+  try:
+    with PIL.Image.open(source) as image:
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+    raise LayoutError(f'{name or source}: not a readable image ({type(e).__name__}: {e})') from None
 
 
 @dataclasses.dataclass

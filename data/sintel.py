@@ -14,9 +14,8 @@ import os
 import struct
 
 import numpy as np
-from PIL import Image
 
-from data.sequence import LayoutError, Sequence
+from data.sequence import LayoutError, Sequence, read_rgb
 
 TAG = 202021.25
 PASSES = ('clean', 'final')
@@ -95,8 +94,7 @@ def load_sequence(root: str, name: str, pass_name: str = 'final',
   w2c[:, :3, :4] = [rt for _, rt in cams]
 
   def load_image(t: int) -> np.ndarray:
-    with Image.open(os.path.join(image_dir, f'{frames[t]}.png')) as image:
-      return np.asarray(image.convert('RGB'))
+    return read_rgb(os.path.join(image_dir, f'{frames[t]}.png'))
 
   def load_depth(t: int) -> np.ndarray:
     depth = read_dpt(depth_files[t])

@@ -18,9 +18,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from data.sequence import LayoutError, Sequence
+from data.sequence import LayoutError, Sequence, read_rgb
 
 REQUIRED_KEYS = ('images_jpeg_bytes', 'fx_fy_cx_cy', 'tracks_XYZ', 'visibility', 'queries_xyt')
 EXTRINSICS_KEY = 'extrinsics_w2c'
@@ -90,8 +89,7 @@ def load_sequence(root: str, name: str, subset: list[str] | None = None) -> Sequ
   K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
 
   def load_image(t: int) -> np.ndarray:
-    with Image.open(io.BytesIO(jpegs[t])) as image:
-      return np.asarray(image.convert('RGB'))
+    return read_rgb(io.BytesIO(jpegs[t]), f'{path} images_jpeg_bytes[{t}]')
 
   return Sequence(dataset=dataset_of(name), name=name, frames=[f'{t:05d}' for t in range(T)],
                   load_image=load_image, intrinsics=np.repeat(K[None], T, axis=0), world_to_camera=w2c,

@@ -168,6 +168,16 @@ def test_check_reprojection_tells_the_convention(split):
     assert np.nanmedian(np.linalg.norm(pixel_err, axis=1)) > 5
 
 
+def test_read_image_of_grey_and_broken_pngs(tmp_path):
+  grey = np.arange(H * W, dtype=np.uint8).reshape(H, W)
+  cv2.imwrite(str(tmp_path / 'grey.png'), grey)
+  np.testing.assert_array_equal(dynamic_replica.read_image(str(tmp_path / 'grey.png')),
+                                np.repeat(grey[..., None], 3, axis=-1))
+  (tmp_path / 'broken.png').write_bytes(b'not a png')
+  with pytest.raises(LayoutError, match=f'{tmp_path / "broken.png"}: not a readable image'):
+    dynamic_replica.read_image(str(tmp_path / 'broken.png'))
+
+
 def test_layout_errors(split, tmp_path):
   root, _ = split
   with pytest.raises(LayoutError, match='frame_annotations_test.jgz: no such file; expected a Dynamic'):
