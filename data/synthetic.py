@@ -470,6 +470,11 @@ def _apply(transform: np.ndarray, x: np.ndarray) -> np.ndarray:
   return _mul(transform[:, :3], x) + transform[:, 3:]
 
 
+def _camera_to_world(world: np.ndarray, frame) -> np.ndarray:
+  """(3, 4) camera → world of a rendered frame, in the world frame of `world` (the scene's world_from_scene)."""
+  return np.concatenate([world[:, :3] @ frame.rotation, _apply(world, frame.centre[:, None])], 1)
+
+
 def _clip_identity(rng: np.random.Generator, num_frames: int) -> tuple[str, np.ndarray]:
   """A YouTube-like 11-character video id and (T,) µs timestamps of consecutive 29.97 fps frames."""
   video_id = ''.join(rng.choice(list(VIDEO_ID_CHARS), 11))
@@ -495,8 +500,7 @@ def make_clip(seed: int, num_frames: int, size: int = 512, hfov: float = 60.0) -
   tracks = make_tracks(rng, scene.bodies, frames, focal)
   lengths, indices, points = track_observations(scene.bodies, frames, tracks, focal)
   world = scene.world_from_scene
-  camera2world = np.stack([np.concatenate([world[:, :3] @ f.rotation, _apply(world, f.centre[:, None])], 1)
-                           for f in frames])
+  camera2world = np.stack([_camera_to_world(world, f) for f in frames])
   rectified2rig = np.stack([_random_rotation(rng, 2.0) for _ in range(2)])
   return {
       'name': np.array(f'{video_id}_{timestamps[0]}'), 'video_id': np.array(video_id), 'timestamps': timestamps,
@@ -685,10 +689,8 @@ def make_static_scene(seed: int, num_views: int, size: int = 512, hfov: float = 
   scene = dataclasses.replace(scene, bodies=bodies, camera=_arc_cameras(rng, bodies, num_views))
   focal = focal_length(size, hfov)
   frames = [render_frame(scene, t, size, focal) for t in range(num_views)]
-  world = scene.world_from_scene
   c2w = np.tile(np.eye(4), (num_views, 1, 1))
-  for t, f in enumerate(frames):
-    c2w[t, :3, :3], c2w[t, :3, 3] = world[:, :3] @ f.rotation, _apply(world, f.centre[:, None])[:, 0]
+  c2w[:, :3] = [_camera_to_world(scene.world_from_scene, f) for f in frames]
   object_id = np.stack([f.object_id for f in frames])
   return {'images': np.stack([f.image for f in frames]), 'depth': np.stack([f.depth for f in frames]).astype(np.float32),
           'object_id': object_id, 'mask': object_id > 0, 'K': pixel_index_intrinsics(size, focal), 'c2w': c2w}
