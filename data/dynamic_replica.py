@@ -148,13 +148,18 @@ def load_sequence(root: str, name: str, split: str = 'test', camera: str = 'left
     raise LayoutError(f'{jgz}: no sequence {name!r} with camera {camera!r}; {_LAYOUT}')
   entries = groups[name, camera][:sample_len]
   folder = os.path.join(root, split)
-  image_paths = [_require(os.path.join(folder, e['image']['path'])) for e in entries]
-  depth_paths = [_require(os.path.join(folder, e['depth']['path'])) for e in entries]
-  size_hw = tuple(entries[0]['image']['size'])
   try:
+    image_paths = [os.path.join(folder, e['image']['path']) for e in entries]
+    depth_paths = [os.path.join(folder, e['depth']['path']) for e in entries]
+    size_hw = tuple(entries[0]['image']['size'])
     cameras = [opencv_camera(e['viewpoint'], e['image']['size'], camera_convention) for e in entries]
+  except (KeyError, TypeError) as err:
+    raise LayoutError(f'{jgz}: sequence {name!r}: an annotation without its image/depth path, image size or '
+                      f'viewpoint field ({type(err).__name__}: {err}); {_LAYOUT}') from None
   except ValueError as err:  # an unknown intrinsics_format
     raise LayoutError(f'{jgz}: sequence {name!r}: {err}; {_LAYOUT}') from None
+  for path in image_paths + depth_paths:
+    _require(path)
   intrinsics = np.stack([K for K, _ in cameras])
   w2c = np.stack([e for _, e in cameras])
   seq = DynamicReplicaSequence(

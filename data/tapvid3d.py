@@ -74,18 +74,19 @@ def load_sequence(root: str, name: str, subset: list[str] | None = None) -> Sequ
   tracks = arrays['tracks_XYZ'].astype(np.float64)
   visibility = arrays['visibility'].astype(bool)
   queries = arrays['queries_xyt'].astype(np.float64)
-  fx, fy, cx, cy = arrays['fx_fy_cx_cy'].astype(np.float64).reshape(4)
+  intrinsics = arrays['fx_fy_cx_cy'].astype(np.float64)
   T = len(jpegs)
-  shapes_ok = (tracks.ndim == 3 and tracks.shape[::2] == (T, 3) and visibility.shape == tracks.shape[:2]
+  shapes_ok = (intrinsics.size == 4 and tracks.ndim == 3 and tracks.shape[::2] == (T, 3) and visibility.shape == tracks.shape[:2]
                and queries.shape == (tracks.shape[1], 3))
   w2c = arrays.get(EXTRINSICS_KEY)
   if w2c is not None:
     w2c = w2c.astype(np.float64)
     shapes_ok &= w2c.shape == (T, 4, 4)
   if not shapes_ok:
-    raise LayoutError(f'{path}: inconsistent shapes (images {T}, tracks_XYZ {tracks.shape}, visibility '
-                      f'{visibility.shape}, queries_xyt {queries.shape}, {EXTRINSICS_KEY} '
-                      f'{None if w2c is None else w2c.shape}); expected T, (T,N,3), (T,N), (N,3), (T,4,4)')
+    raise LayoutError(f'{path}: inconsistent shapes (fx_fy_cx_cy {intrinsics.shape}, images {T}, tracks_XYZ '
+                      f'{tracks.shape}, visibility {visibility.shape}, queries_xyt {queries.shape}, {EXTRINSICS_KEY} '
+                      f'{None if w2c is None else w2c.shape}); expected (4,), T, (T,N,3), (T,N), (N,3), (T,4,4)')
+  fx, fy, cx, cy = intrinsics.reshape(4)
   K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
 
   def load_image(t: int) -> np.ndarray:

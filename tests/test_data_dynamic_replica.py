@@ -193,3 +193,9 @@ def test_layout_errors(split, tmp_path):
     assert str(error.value).startswith(f'{depth}: no such file; expected a Dynamic Replica root')
   finally:
     os.rename(depth + '.moved', depth)
+  jgz = tmp_path / 'test' / 'frame_annotations_test.jgz'
+  jgz.parent.mkdir()
+  with gzip.open(jgz, 'wt', encoding='utf8') as f:   # no depth entry
+    json.dump([{'sequence_name': 's', 'camera_name': 'left', 'frame_number': 0, 'image': {'path': 'a.png'}}], f)
+  with pytest.raises(LayoutError, match=f"{jgz}: sequence 's': an annotation without .*KeyError: 'depth'"):
+    dynamic_replica.load_sequence(str(tmp_path), 's')

@@ -122,6 +122,11 @@ def test_layout_errors(tmp_path):
   np.savez(tmp_path / 'mismatch.npz', **arrays)
   with pytest.raises(LayoutError, match='mismatch.npz: inconsistent shapes'):
     load_sequence(str(tmp_path), 'mismatch')
+  arrays, _ = _clip()
+  arrays['fx_fy_cx_cy'] = FX_FY_CX_CY[:3]
+  np.savez(tmp_path / 'no_cy.npz', **arrays)
+  with pytest.raises(LayoutError, match=r'no_cy.npz: inconsistent shapes \(fx_fy_cx_cy \(3,\)'):
+    load_sequence(str(tmp_path), 'no_cy')
   (tmp_path / 'garbage.npz').write_bytes(b'not a zip')
   with pytest.raises(LayoutError, match='garbage.npz: unreadable npz'):
     load_sequence(str(tmp_path), 'garbage')
