@@ -76,8 +76,8 @@ def load_sequence(root: str, name: str, subset: list[str] | None = None) -> Sequ
   queries = arrays['queries_xyt'].astype(np.float64)
   intrinsics = arrays['fx_fy_cx_cy'].astype(np.float64)
   T = len(jpegs)
-  shapes_ok = (intrinsics.size == 4 and tracks.ndim == 3 and tracks.shape[::2] == (T, 3) and visibility.shape == tracks.shape[:2]
-               and queries.shape == (tracks.shape[1], 3))
+  shapes_ok = (intrinsics.size == 4 and tracks.ndim == 3 and tracks.shape[::2] == (T, 3)
+               and visibility.shape == tracks.shape[:2] and queries.shape == (tracks.shape[1], 3))
   w2c = arrays.get(EXTRINSICS_KEY)
   if w2c is not None:
     w2c = w2c.astype(np.float64)
