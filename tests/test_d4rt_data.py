@@ -8,6 +8,7 @@ import pytest
 from data import d4rt, pipeline, predecoded, synthetic
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import load_clip, world_to_camera
+from dynadust3r_jax.inference.geometry import umeyama
 from tests.broken_clips import BrokenCopy
 
 SIZE, FRAMES = 64, 24                                 # the synthetic clips
@@ -88,15 +89,6 @@ def test_same_time_queries_give_back_their_uv_and_a_tracked_point(clips):
   assert checked >= 12
 
 
-def _umeyama(src, dst):
-  """Rigid (R, t) minimising Σ‖dst − (R·src + t)‖² (Umeyama 1991, no scale)."""
-  mu_s, mu_d = src.mean(0), dst.mean(0)
-  U, _, Vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
-  D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-  R = U @ D @ Vt
-  return R, mu_d - R @ mu_s
-
-
 def _geometry(clips, index, frame_ids, box=None):
   clip = clips.open(index)
   frames = [clip.frame(int(t)) for t in frame_ids]
@@ -119,7 +111,8 @@ def test_umeyama_on_targets_recovers_relative_pose(clips):
     tj = np.tile([i, i, j], (len(track), 1))
     p_i = d4rt.query_targets(geometry, track, ti)['target_xyz'].astype(np.float64)
     p_j = d4rt.query_targets(geometry, track, tj)['target_xyz'].astype(np.float64)
-    R, t = _umeyama(p_i, p_j)
+    s, R, t = umeyama(p_i, p_j, np.ones(len(p_i)))
+    np.testing.assert_allclose(s, 1, atol=1e-4)
     want = world_to_camera(cams[frame_ids[j]]) @ np.linalg.inv(world_to_camera(cams[frame_ids[i]]))
     np.testing.assert_allclose(R, want[:3, :3], atol=1e-4)
     np.testing.assert_allclose(t, want[:3, 3], atol=1e-4)
