@@ -35,6 +35,7 @@ from absl import app, flags
 from benchmarks.common import print_row, time_calls
 from dynadust3r_jax.inference import d4rt
 from dynadust3r_jax.model.d4rt import build_d4rt, d4rt_config
+from dynadust3r_jax.pretrained import runtime_defaults
 
 PAPER_TRACKS_AT_1_FPS = 40_180
 PAPER_QUERIES_PER_S = PAPER_TRACKS_AT_1_FPS * 1        # N tracks x f FPS (see the docstring)
@@ -56,9 +57,8 @@ def kv_flops(cfg, tokens: int) -> float:
 
 
 def _config(size):
-  on_gpu = jax.default_backend() == 'gpu'
-  runtime = dict(dtype='bfloat16', attention_impl='cudnn') if on_gpu else dict(dtype='float32', attention_impl='xla')
-  return d4rt_config(size, **runtime)
+  dtype, attention_impl = runtime_defaults()
+  return d4rt_config(size, dtype=dtype, attention_impl=attention_impl)
 
 
 def _is_oom(e: Exception) -> bool:

@@ -25,7 +25,7 @@ from data.sequence import Sequence
 from data.stereo4d import Clip, intrinsics, world_to_camera
 from dynadust3r_jax.evaluation.pair_protocol import evaluate_pairs, sample_pairs, sequence_examples
 from dynadust3r_jax.model import ModelConfig, build_model
-from dynadust3r_jax.pretrained import Predictor
+from dynadust3r_jax.pretrained import Predictor, runtime_defaults
 
 flags.DEFINE_bool('tiny', False, 'The tiny model of configs/stereo4d.py:tiny instead of the 512² one.')
 flags.DEFINE_integer('size', 512, 'Frame size (square).')
@@ -49,10 +49,9 @@ def synthetic_sequence(size: int, num_frames: int = 31, seed: int = 0) -> Sequen
 
 
 def _model(tiny: bool):
-  on_gpu = jax.default_backend() == 'gpu'
   config = stereo4d_config.get_config('tiny' if tiny else '').model
-  runtime = dict(dtype='bfloat16', attention_impl='cudnn') if on_gpu else dict(dtype='float32', attention_impl='xla')
-  cfg = ModelConfig.from_dict(dict(config), **runtime, remat_policy='none').for_inference()
+  dtype, attention_impl = runtime_defaults()
+  cfg = ModelConfig.from_dict(dict(config), dtype=dtype, attention_impl=attention_impl, remat_policy='none').for_inference()
   return Predictor(build_model(cfg, 0)), cfg
 
 

@@ -16,12 +16,11 @@ import os
 import shutil
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from dynadust3r_jax.model import ModelConfig, abstract_model
+from dynadust3r_jax.model import ModelConfig, abstract_model, param_count  # noqa: F401 - param_count: re-exported
 from dynadust3r_jax.model.d4rt import D4RTConfig, abstract_d4rt
 
 CONFIG_FILE = 'config.json'
@@ -125,6 +124,13 @@ def load_config(directory: str, **runtime) -> ModelConfig:
   return cls.from_dict(fields, **runtime)
 
 
+def runtime_defaults(dtype: str = 'auto', attention_impl: str = 'auto') -> tuple[str, str]:
+  """(dtype, attention_impl) with 'auto' resolved by backend: bfloat16 + cudnn on a GPU, float32 + xla else."""
+  on_gpu = jax.default_backend() == 'gpu'
+  return (dtype if dtype != 'auto' else ('bfloat16' if on_gpu else 'float32'),
+          attention_impl if attention_impl != 'auto' else ('cudnn' if on_gpu else 'xla'))
+
+
 def load_model(directory: str, *, for_inference: bool = True, dtype: str | None = None,
                attention_impl: str | None = None, remat_policy: str | None = None,
                step: int | None = None) -> Predictor:
@@ -166,7 +172,3 @@ def _training_params(directory: str, target, step: int | None):
                                      restore_args=ocp.checkpoint_utils.construct_restore_args({'params': target}))
     logging.info('%s: parameters of step %d', directory, step)
     return manager.restore(step, args=ocp.args.Composite(state=restore))['state']['params']
-
-
-def param_count(module) -> int:
-  return int(sum(np.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))))

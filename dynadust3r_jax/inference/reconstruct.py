@@ -29,7 +29,7 @@ from dynadust3r_jax.inference.inference import inference
 from dynadust3r_jax.inference.pair_viewer import pair_viewer
 from dynadust3r_jax.inference.pairs import duplicate_if_single, make_pairs
 from dynadust3r_jax.model.d4rt import D4RTConfig
-from dynadust3r_jax.pretrained import load_model
+from dynadust3r_jax.pretrained import load_model, runtime_defaults
 
 SUMMARY_FILE = 'summary.json'
 
@@ -51,10 +51,6 @@ class _Stages:
     self.seconds[self.name] = round(time.perf_counter() - self.start, 3)
 
 
-def _on_gpu() -> bool:
-  return jax.default_backend() == 'gpu'
-
-
 def _inputs(inputs: str):
   """A glob that matches videos means its first video; anything else goes to load_images as it is."""
   if not inputs:
@@ -68,8 +64,7 @@ def _inputs(inputs: str):
 
 def model_from_config(config):
   """load_model(config.checkpoint) with config.dtype / attention_impl ('auto': by backend); CroCo refused."""
-  dtype = config.dtype if config.dtype != 'auto' else ('bfloat16' if _on_gpu() else 'float32')
-  attention = config.attention_impl if config.attention_impl != 'auto' else ('cudnn' if _on_gpu() else 'xla')
+  dtype, attention = runtime_defaults(config.dtype, config.attention_impl)
   model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
   if isinstance(model.config, D4RTConfig):
     return model
