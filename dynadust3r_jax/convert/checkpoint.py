@@ -13,8 +13,7 @@ from dynadust3r_jax.convert import params as conversion
 from dynadust3r_jax.convert.constructor import parse_constructor
 from dynadust3r_jax.convert.sources import VIDEOMAE, make_config, read_source, videomae_config, videomae_tensors
 from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
-from dynadust3r_jax.model import abstract_model, build_model
-from dynadust3r_jax.pretrained import param_count
+from dynadust3r_jax.model import abstract_model, build_model, param_count
 
 LOG_FILE = 'convert.log'  # inside the output directory
 

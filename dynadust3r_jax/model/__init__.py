@@ -1,4 +1,5 @@
 """The CroCo / DUSt3R / DynaDUSt3R networks in Flax NNX, module tree = PyTorch's."""
+import numpy as np
 from flax import nnx
 
 from dynadust3r_jax.model.config import ModelConfig
@@ -17,3 +18,8 @@ def build_model(cfg: ModelConfig, seed: int = 0):
 def abstract_model(cfg: ModelConfig):
   """The network's structure with ShapeDtypeStruct parameters (no memory, no compute)."""
   return nnx.eval_shape(lambda: build_model(cfg))
+
+
+def param_count(module) -> int:
+  """Number of parameter values of an NNX module (of any model family; abstract modules too)."""
+  return int(sum(np.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))))

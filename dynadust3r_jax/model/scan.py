@@ -2,7 +2,8 @@
 
 `stack(make, n, rngs)` builds n blocks whose parameters carry a leading (n,) axis — the
 converter stacks PyTorch's `enc_blocks.{i}.*` tensors along that axis. `scan(step, carry, *stacks)`
-runs `step(carry, *blocks) -> (carry, out)` over the layers, with the configured rematerialisation.
+runs `step(carry, *blocks) -> (carry, out)` over the layers, with the configured rematerialisation
+(`xs=`: per-layer inputs, `step(carry, *blocks, x)`).
 """
 import jax
 from flax import nnx
@@ -23,14 +24,16 @@ def stack(make, n: int, rngs: nnx.Rngs):
   return make_stacked(rngs)
 
 
-def scan(step, carry, *stacks, remat_policy: str = 'none'):
-  """Scan `step(carry, *blocks) -> (carry, y)` over the layers of the stacked modules."""
+def scan(step, carry, *stacks, xs=None, remat_policy: str = 'none'):
+  """Scan `step(carry, *blocks) -> (carry, y)` over the layers of the stacked modules; with xs (a pytree
+  whose leaves have a leading layer axis), `step(carry, *blocks, x)`, x the layer's slice of xs."""
   graphdefs, states = zip(*(nnx.split(s) for s in stacks))
 
-  def body(carry, layer_states):
+  def body(carry, layer):
+    layer_states, x = layer
     blocks = [nnx.merge(g, s) for g, s in zip(graphdefs, layer_states)]
-    return step(carry, *blocks)
+    return step(carry, *blocks) if xs is None else step(carry, *blocks, x)
 
   if remat_policy != 'none':
     body = jax.checkpoint(body, policy=REMAT_POLICIES[remat_policy], prevent_cse=False)
-  return jax.lax.scan(body, carry, tuple(states))
+  return jax.lax.scan(body, carry, (tuple(states), xs))

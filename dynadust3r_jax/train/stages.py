@@ -12,12 +12,13 @@ import os
 from absl import logging
 
 from dynadust3r_jax.convert.checkpoint import convert
+from dynadust3r_jax.model.config import RUNTIME_FIELDS
 from dynadust3r_jax.train.trainer import train
 
 
 def constructor(model) -> str:
   """The PyTorch constructor string of a config.model (what convert_weights.py --model takes)."""
-  runtime = ('arch', 'dtype', 'attention_impl', 'remat_policy')
+  runtime = ('arch', *RUNTIME_FIELDS)
   args = ', '.join(f'{k}={v!r}' for k, v in model.items() if k not in runtime)
   return f'{model.arch}({args})'
 

@@ -9,8 +9,7 @@ head.py             13-channel output head and its activations
 model.py            D4RT, build / abstract model, parameter counts
 """
 from dynadust3r_jax.model.d4rt.config import SIZES, D4RTConfig, d4rt_config
-from dynadust3r_jax.model.d4rt.model import (D4RT, abstract_d4rt, build_d4rt, describe_params, output_shapes,
-                                             param_counts)
+from dynadust3r_jax.model.d4rt.model import D4RT, abstract_d4rt, build_d4rt, output_shapes, param_counts
 
-__all__ = ['SIZES', 'D4RTConfig', 'd4rt_config', 'D4RT', 'abstract_d4rt', 'build_d4rt', 'describe_params',
-           'output_shapes', 'param_counts']
+__all__ = ['SIZES', 'D4RTConfig', 'd4rt_config', 'D4RT', 'abstract_d4rt', 'build_d4rt', 'output_shapes',
+           'param_counts']

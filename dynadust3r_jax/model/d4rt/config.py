@@ -12,16 +12,14 @@ Named sizes (`SIZES`, `d4rt_config(name)`), spec §2.3:
 """
 import dataclasses
 
-from dynadust3r_jax.model.config import ConfigFields
+from dynadust3r_jax.model.config import DTYPES, REMAT_POLICIES, ConfigFields
 
-DTYPES = ('float32', 'bfloat16', 'float16')
-ATTENTION_IMPLS = ('xla', 'cudnn')
-REMAT_POLICIES = ('none', 'full', 'dots', 'dots_no_batch')
+ATTENTION_IMPLS = ('xla', 'cudnn')  # (no 'pallas': its kernel is the DUSt3R family's fused RoPE attention)
 
 # The 13 output channels of the head (spec §4, Fig. 7): name -> (start, stop).
 HEAD_SPLITS = {'xyz': (0, 3), 'uv': (3, 5), 'vis_logit': (5, 6), 'disp': (6, 9), 'normal': (9, 12),
                'conf': (12, 13)}
-HEAD_DIM = 13
+HEAD_DIM = max(stop for _, stop in HEAD_SPLITS.values())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +79,10 @@ class D4RTConfig(ConfigFields):
   def dec_mlp_dim(self) -> int:
     return int(round(self.dec_embed_dim * self.dec_mlp_ratio))
 
-  def grid(self, num_frames: int | None = None, height: int | None = None, width: int | None = None):
-    """Token grid (T/2, H/16, W/16) of a clip (default: the configured clip)."""
+  def grid(self):
+    """Token grid (T/2, H/16, W/16) of the configured clip."""
     t, h, w = self.tubelet
-    return ((num_frames or self.num_frames) // t, (height or self.img_size) // h, (width or self.img_size) // w)
+    return self.num_frames // t, self.img_size // h, self.img_size // w
 
   @property
   def num_tokens(self) -> int:

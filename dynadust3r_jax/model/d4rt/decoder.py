@@ -5,7 +5,6 @@ queries can be decoded in any chunking. The expensive, query-independent part is
 norm_y(F) (projected from C to d): `scene_kv(F)` computes them once per clip, `__call__(x, kv)` reuses them
 for any number of query chunks.
 """
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
@@ -14,22 +13,7 @@ from dynadust3r_jax.model.d4rt.blocks import CrossBlock
 from dynadust3r_jax.model.d4rt.config import D4RTConfig
 
 
-def scan_with_inputs(step, carry, stack, xs, *, remat_policy: str = 'none'):
-  """`scan.scan` with per-layer inputs: step(carry, block, x) -> (carry, y), x = the layer's slice of xs."""
-  graphdef, state = nnx.split(stack)
-
-  def body(carry, layer):
-    layer_state, x = layer
-    return step(carry, nnx.merge(graphdef, layer_state), x)
-
-  if remat_policy != 'none':
-    body = jax.checkpoint(body, policy=scan.REMAT_POLICIES[remat_policy], prevent_cse=False)
-  return jax.lax.scan(body, carry, (state, xs))
-
-
 class D4RTDecoder(nnx.Module):
-  stacked_blocks = ('blocks',)
-
   def __init__(self, cfg: D4RTConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     dtype = jnp.dtype(cfg.dtype)
@@ -47,6 +31,6 @@ class D4RTDecoder(nnx.Module):
   def __call__(self, x, kv):
     """Query tokens x (B, Q, d) and `scene_kv(F)` → decoded tokens (B, Q, d), compute dtype."""
     x = x.astype(jnp.dtype(self.cfg.dtype))
-    x, _ = scan_with_inputs(lambda x, blk, layer_kv: (blk(x, *layer_kv), None), x, self.blocks,
-                            (kv['k'], kv['v']), remat_policy=self.cfg.remat_policy)
+    x, _ = scan.scan(lambda x, blk, layer_kv: (blk(x, *layer_kv), None), x, self.blocks, xs=(kv['k'], kv['v']),
+                     remat_policy=self.cfg.remat_policy)
     return x

@@ -80,8 +80,6 @@ def global_layer(block, x, ar_token):
 
 
 class D4RTEncoder(nnx.Module):
-  stacked_blocks = ('frame_blocks', 'global_blocks')
-
   def __init__(self, cfg: D4RTConfig, *, rngs: nnx.Rngs):
     self.cfg = cfg
     dtype = jnp.dtype(cfg.dtype)

@@ -23,6 +23,7 @@ import numpy as np
 import jax
 from flax import nnx
 
+from dynadust3r_jax.model import param_count
 from dynadust3r_jax.model.d4rt.config import D4RTConfig
 from dynadust3r_jax.model.d4rt.decoder import D4RTDecoder
 from dynadust3r_jax.model.d4rt.encoder import D4RTEncoder
@@ -79,23 +80,14 @@ def abstract_d4rt(cfg: D4RTConfig) -> D4RT:
   return nnx.eval_shape(lambda: build_d4rt(cfg))
 
 
-def _count(module) -> int:
-  return int(sum(np.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(module, nnx.Param))))
-
-
 def param_counts(cfg: D4RTConfig) -> dict:
   """Parameter counts of the parts, from the abstract model. 'decoder_total' = query embedding + decoder
   blocks + head (what the paper's "decoder, 144M" covers, inferred)."""
   model = abstract_d4rt(cfg)
-  counts = {name: _count(getattr(model, name)) for name in ('encoder', 'query_embed', 'decoder', 'head')}
+  counts = {name: param_count(getattr(model, name)) for name in ('encoder', 'query_embed', 'decoder', 'head')}
   counts['decoder_total'] = counts['query_embed'] + counts['decoder'] + counts['head']
   counts['total'] = counts['encoder'] + counts['decoder_total']
   return counts
-
-
-def describe_params(cfg: D4RTConfig) -> str:
-  c = param_counts(cfg)
-  return ', '.join(f'{k} {v / 1e6:.1f}M' for k, v in c.items())
 
 
 def output_shapes(cfg: D4RTConfig, batch: int = 1, num_queries: int = 2048) -> dict:
