@@ -6,9 +6,14 @@ import pytest
 
 from configs import evaluate as evaluate_config
 from data import stereo4d, synthetic
+from data.d4rt import crop_resize
+from data.pipeline import find_clips
+from dynadust3r_jax.evaluation import d4rt_pairs
 from dynadust3r_jax.evaluation.d4rt_pairs import clip_window, predict_pairs
 from dynadust3r_jax.evaluation.evaluate import evaluate
-from dynadust3r_jax.evaluation.pair_protocol import score_pairs
+from dynadust3r_jax.evaluation.pair_protocol import score_pairs, stereo4d_examples
+from dynadust3r_jax.inference.d4rt import Decoder, query_grid
+from dynadust3r_jax.pretrained import load_model
 from tests import eval_formats
 from tests.conftest import FIXTURES
 
@@ -103,6 +108,31 @@ def test_stereo4d_evaluation_of_a_d4rt_checkpoint(d4rt_checkpoint, tmp_path):
     assert np.isfinite(results['aggregate'][k]), k
   assert (tmp_path / 'out' / 'results.json').exists() and '| **this checkpoint** |' in (
       tmp_path / 'out' / 'results.md').read_text()
+
+
+def test_a_pair_prediction_equals_a_direct_decode_of_its_window(d4rt_checkpoint, tmp_path):
+  """Pair (4, 6) of a 10-frame clip through the job's path (its frames from the examples, window 1..8) against
+  the window's frames decoded and resized here, one Decoder, pixel-centre queries at clip positions 3 and 5."""
+  synthetic.write_clips(str(tmp_path), 'test', 1, 10, size=SIZE, seed=5)
+  entry = find_clips(str(tmp_path), 'test', 4)[0]
+  opened = stereo4d.Mp4Clip(entry.npz, entry.mp4)
+  module = load_model(d4rt_checkpoint, dtype='float32', attention_impl='xla').module
+  examples = stereo4d_examples(opened, [(4, 6)])
+  pred1, pred2 = d4rt_pairs.predict(examples, [(4, 6)], opened, module, size=SIZE, square_ok=True, with_motion=True)
+
+  size = module.cfg.img_size
+  video = [crop_resize(opened.frame(t).image.astype(np.float32) / 127.5 - 1, (0, 0, SIZE, SIZE), size)
+           for t in range(1, 9)]
+  decode = Decoder(module, np.stack(video), 1.0)
+  grid = query_grid(SIZE, SIZE)
+
+  def xyz(src, tgt):
+    out = decode(grid, np.tile(np.array([[src, tgt, 3]], np.int32), (len(grid), 1)))
+    return np.asarray(out['xyz']).reshape(SIZE, SIZE, 3)
+  np.testing.assert_allclose(pred1['pts3d'][0], xyz(3, 3), atol=1e-5)
+  np.testing.assert_allclose(pred2['pts3d_in_other_view'][0], xyz(5, 5), atol=1e-5)
+  np.testing.assert_allclose(pred1['motion_l2r'][0], xyz(3, 5) - xyz(3, 3), atol=1e-5)
+  np.testing.assert_allclose(pred2['motion_r2l'][0], xyz(5, 3) - xyz(5, 5), atol=1e-5)
 
 
 def test_bonn_evaluation_of_a_d4rt_checkpoint(d4rt_checkpoint, tmp_path):
