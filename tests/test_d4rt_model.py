@@ -297,6 +297,13 @@ def test_head_activations():
   out = head_outputs(raw.at[0, 0, 12].set(1e4).at[0, 1, 12].set(-1e4))
   assert (out['conf'] >= 1).all() and np.isfinite(out['conf']).all()
   np.testing.assert_allclose(np.linalg.norm(out['normal'], axis=-1), 1.0, atol=1e-6)
+  r = np.asarray(raw.at[0, 0, 12].set(1e4).at[0, 1, 12].set(-1e4), np.float64)  # the formulas, from the raw output
+  np.testing.assert_allclose(out['xyz'], r[..., 0:3] + [0.0, 0.0, 1.0], rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(out['normal'], r[..., 9:12] / np.linalg.norm(r[..., 9:12], axis=-1, keepdims=True),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['conf'], 1 + np.exp(np.minimum(r[..., 12], 20.0)), rtol=1e-5)
+  np.testing.assert_allclose(head_outputs(jnp.asarray(r, jnp.float32), conf_logit_max=3.0)['conf'],
+                             1 + np.exp(np.minimum(r[..., 12], 3.0)), rtol=1e-5)
   np.testing.assert_array_equal(out['uv'], raw[..., 3:5])
   np.testing.assert_array_equal(out['vis_logit'], raw[..., 5])
   np.testing.assert_array_equal(out['disp'], raw[..., 6:9])
