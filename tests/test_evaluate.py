@@ -13,7 +13,7 @@ from data import stereo4d, synthetic
 from data.pair_targets import pair_targets
 from dynadust3r_jax.evaluation.depth_motion import pair_metrics
 from dynadust3r_jax.evaluation.evaluate import evaluate
-from dynadust3r_jax.evaluation.pair_protocol import GT_KEYS, sample_pairs, sequence_rng
+from dynadust3r_jax.evaluation.pair_protocol import GT_KEYS, evaluate_pairs, sample_pairs, sequence_rng
 from dynadust3r_jax.evaluation.video_protocol import crop_window
 from tests import eval_formats
 
@@ -76,6 +76,37 @@ def test_end_position_error_adds_the_structure_error(gt_batch):
   np.testing.assert_array_equal(end['delta_0.05'], 1.0)
   np.testing.assert_array_equal(end['delta_0.10'], 1.0)
   np.testing.assert_allclose(end['abs_rel'], disp['abs_rel'])
+
+
+class _PairOracle:
+  """A DynaDUSt3R stand-in answering each example (found by its two images) with its GT pointmaps and, at the
+  protocol's query times (view 1 moved to t2, view 2 to t1), its GT motion."""
+
+  def __init__(self, examples):
+    self.examples = {(ex['img1'].tobytes(), ex['img2'].tobytes()): ex for ex in examples}
+
+  def __call__(self, view1, view2, query_times):
+    np.testing.assert_array_equal(query_times[:, 1:], [[1, 0]] * len(query_times))
+    found = [self.examples[a.tobytes(), b.tobytes()] for a, b in zip(view1['img'], view2['img'])]
+    res1 = {'pts3d': [ex['pts3d1'] for ex in found], 'motion_l2r': [ex['target_l2r'] - ex['pts3d1'] for ex in found]}
+    res2 = {'pts3d_in_other_view': [ex['pts3d2'] for ex in found],
+            'motion_r2l': [ex['target_r2l'] - ex['pts3d2'] for ex in found]}
+    return tuple({k: np.nan_to_num(np.stack(v)) for k, v in res.items()} for res in (res1, res2))
+
+
+def test_gt_answers_through_the_dust3r_path_score_perfectly(clip):
+  """evaluate_pairs (batched inference, padding, query times, scoring) on a model answering with the GT."""
+  pairs = [(0, 3), (1, 6), (5, 2)]
+  images = clip.images.astype(np.float32) / 127.5 - 1
+  examples = [{'img1': images[l], 'img2': images[r],
+               **pair_targets(clip.camera, clip.visible, clip.w2c, (clip.K, clip.K), (SIZE, SIZE), l, r)}
+              for l, r in pairs]
+  m = evaluate_pairs(examples, _PairOracle(examples), batch_size=2, scale_rule='depth_median',
+                     motion_error='displacement', with_motion=True)
+  np.testing.assert_allclose(m['scale'], 1.0, rtol=1e-6)
+  for k in ('abs_rel', 'view2_abs_rel', 'epe3d', 'l2r_epe3d', 'r2l_epe3d'):
+    np.testing.assert_allclose(m[k], 0, atol=1e-6, err_msg=k)
+  np.testing.assert_array_equal(m['delta_0.05'], 1.0)
 
 
 def test_pair_metrics_reject_unknown_choices(gt_batch):
