@@ -3,6 +3,7 @@ import numpy as np
 from flax import nnx
 
 from dynadust3r_jax.model.config import ModelConfig
+from dynadust3r_jax.model.cpu_bfloat16 import warn_if_bfloat16_on_cpu
 from dynadust3r_jax.model.croco import CroCoNet
 from dynadust3r_jax.model.dust3r import AsymmetricCroCo3DStereo
 from dynadust3r_jax.model.dyna_dust3r import DynaDUSt3R
@@ -12,6 +13,7 @@ ARCH_CLASSES = {'CroCoNet': CroCoNet, 'AsymmetricCroCo3DStereo': AsymmetricCroCo
 
 def build_model(cfg: ModelConfig, seed: int = 0):
   """The network for cfg with freshly initialised parameters."""
+  warn_if_bfloat16_on_cpu(cfg.dtype)
   return ARCH_CLASSES[cfg.arch](cfg, rngs=nnx.Rngs(seed))
 
 

@@ -24,6 +24,7 @@ import jax
 from flax import nnx
 
 from dynadust3r_jax.model import param_count
+from dynadust3r_jax.model.cpu_bfloat16 import warn_if_bfloat16_on_cpu
 from dynadust3r_jax.model.d4rt.config import D4RTConfig
 from dynadust3r_jax.model.d4rt.decoder import D4RTDecoder
 from dynadust3r_jax.model.d4rt.encoder import D4RTEncoder
@@ -72,6 +73,7 @@ class D4RT(nnx.Module):
 
 
 def build_d4rt(cfg: D4RTConfig, seed: int = 0) -> D4RT:
+  warn_if_bfloat16_on_cpu(cfg.dtype)
   return D4RT(cfg, rngs=nnx.Rngs(seed))
 
 
