@@ -1,9 +1,24 @@
-"""Shared test helpers: fixture paths and views in this port's layout."""
+"""Shared test helpers: fixture paths and views in this port's layout; one compilation cache for the run.
+
+JAX's persistent compilation cache is on for every test process and every child process a test starts
+(the environment is inherited): on a CPU, XLA compiles each new shape of a parameter initialiser in ~0.2 s,
+so building even a tiny model costs ~16 s per process without it and ~1 s with it. The cache is keyed by
+the program, the jaxlib version and XLA_FLAGS, so a cached entry is what a fresh compile would give.
+It lives in the user's cache directory (DYNADUST3R_TEST_JAX_CACHE overrides it; '' turns it off).
+"""
+import os
 from pathlib import Path
 
-import pytest
+_CACHE = os.environ.get('DYNADUST3R_TEST_JAX_CACHE', os.path.join(
+    os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'dynadust3r_jax', 'jax_tests'))
+if _CACHE:
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
-from dynadust3r_jax.testing import fixture_views, nhwc, relative_error  # noqa: F401 (the tests import them from here)
+import pytest  # noqa: E402
+
+from dynadust3r_jax.testing import fixture_views, nhwc, relative_error  # noqa: F401,E402 (the tests import them from here)
 
 FIXTURES = Path(__file__).parent / 'fixtures'
 
