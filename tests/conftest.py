@@ -5,12 +5,18 @@ JAX's persistent compilation cache is on for every test process and every child 
 so building even a tiny model costs ~16 s per process without it and ~1 s with it. The cache is keyed by
 the program, the jaxlib version and XLA_FLAGS, so a cached entry is what a fresh compile would give.
 It lives in the user's cache directory (DYNADUST3R_TEST_JAX_CACHE overrides it; '' turns it off).
+XLA's CPU backend also compiles at optimisation level 0 here (a fifth less time for the suite on 2 cores:
+the tests' programs are tiny, so compiling dominates running them); an XLA_FLAGS that sets
+--xla_backend_optimization_level keeps its own. Checks of the product's own compile (tests/isolated.py)
+give their child the exact flags they test.
 """
 import os
 from pathlib import Path
 
 _CACHE = os.environ.get('DYNADUST3R_TEST_JAX_CACHE', os.path.join(
     os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'dynadust3r_jax', 'jax_tests'))
+if '--xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_backend_optimization_level=0').strip()
 if _CACHE:
   os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _CACHE)
   os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')

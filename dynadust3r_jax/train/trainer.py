@@ -22,7 +22,7 @@ from data import pipeline
 from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS
 from dynadust3r_jax.model import ModelConfig, build_model
 from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
-from dynadust3r_jax.pretrained import load_model, write_config
+from dynadust3r_jax.pretrained import load_config, load_model, write_config
 from dynadust3r_jax.train import d4rt_pictures, datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
@@ -183,6 +183,8 @@ def train(config, workdir: str):
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
   # JAX starts its backend threads.
   cfg = _model_config(config)  # (its errors before any data is made)
+  if config.init_checkpoint:
+    load_config(config.init_checkpoint)  # a path that holds no model: the same error, before data and compiles
   sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=8'
+os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8'
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
