@@ -16,7 +16,7 @@
   python convert_weights.py --input=videomae-large/ --output=ckpt/d4rt_init --model="D4RT(size='L', num_frames=48)"
 
 No PyTorch needed, and nothing in the checkpoint's pickle is imported or run (see
-dynadust3r_jax/convert/torch_checkpoint.py). Every source key is mapped or on the documented ignore
+dynadust3r_jax/common/torch_checkpoint.py). Every source key is mapped or on the documented ignore
 list (dynadust3r_jax/convert/params.py); errors name the file, the key and both shapes.
 """
 import sys
@@ -24,8 +24,8 @@ import sys
 from absl import app, flags
 
 from dynadust3r_jax import console
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 from dynadust3r_jax.convert.checkpoint import LOG_FILE, convert
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
 
 __all__ = ['convert']
 

@@ -18,7 +18,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from dynadust3r_jax import console
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 
 config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/stereo4d.py:demo.', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics.jsonl, TensorBoard events, pictures.')

@@ -30,9 +30,9 @@ from flax import nnx
 
 from benchmarks.common import bf16_peak_tflops, print_row, time_calls
 from benchmarks.torch_reference import DUST3R_512_DPT, inputs  # torch is imported there only when run
+from dynadust3r_jax.common.torch_checkpoint import load_torch_checkpoint
 from dynadust3r_jax.convert import params as conversion
 from dynadust3r_jax.convert.constructor import parse_constructor
-from dynadust3r_jax.convert.torch_checkpoint import load_torch_checkpoint
 from dynadust3r_jax.model import ModelConfig, abstract_model, build_model
 from dynadust3r_jax.model.flops import dust3r_forward_flops
 from dynadust3r_jax.testing import relative_error

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from data.sequence import LayoutError, Sequence, read_rgb
-from dynadust3r_jax.inference.export.cameras import read_tum_poses
-from dynadust3r_jax.inference.export.common import invert_pose
+from dynadust3r_jax.common.geometry import invert_pose
+from dynadust3r_jax.common.tum import read_tum_poses
 
 SEQUENCES = ('balloon2', 'crowd2', 'crowd3', 'person_tracking2', 'synchronous')  # MonST3R eval_metadata.py
 FRAMES = (30, 140)
@@ -30,7 +30,7 @@ LAYOUT = (f'rgbd_bonn_dataset/{PREFIX}<seq>/ with rgb/*.png, depth/*.png, ground
 
 
 def read_tum(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """TUM trajectory file → timestamps (n,) and camera→world (n, 4, 4) (export.read_tum_poses); a bad file is
+  """TUM trajectory file → timestamps (n,) and camera→world (n, 4, 4) (common.tum.read_tum_poses); a bad file is
   the LayoutError naming it."""
   try:
     return read_tum_poses(path)

@@ -84,7 +84,6 @@ Steps, with the choices the spec marks **(inferred)** (kept) and the ones made h
 """
 import dataclasses
 
-import cv2
 import grain
 import numpy as np
 from scipy import ndimage
@@ -93,6 +92,8 @@ from data.errors import BadClip, redraw
 from data.pipeline import ClipSource, batched, make_iterator  # noqa: F401 (make_iterator re-exported)
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import world_to_camera
+from dynadust3r_jax.common.geometry import project
+from dynadust3r_jax.common.video import crop_resize
 
 GREY = np.array([0.299, 0.587, 0.114], np.float32)        # ITU-R 601 luma
 _RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -180,14 +181,6 @@ def normalised_intrinsics(width: int, height: int, box, hfov: float = 60.0) -> n
   return np.array([[K[0, 0] / w, 0, (K[0, 2] - x0) / w], [0, K[1, 1] / h, (K[1, 2] - y0) / h], [0, 0, 1]])
 
 
-def crop_resize(image: np.ndarray, box, size: int) -> np.ndarray:
-  """(H, W, 3) uint8 → the box resized to (size, size, 3) uint8 (half-pixel centres)."""
-  x0, y0, w, h = box
-  crop = np.ascontiguousarray(image[y0:y0 + h, x0:x0 + w])
-  interp = cv2.INTER_AREA if (w >= size and h >= size) else cv2.INTER_LINEAR
-  return cv2.resize(crop, (size, size), interpolation=interp)
-
-
 def _hue_matrix(turns: float) -> np.ndarray:
   """RGB → RGB rotation of the chroma plane (I, Q) of YIQ by `turns` of a full turn."""
   c, s = np.cos(2 * np.pi * turns), np.sin(2 * np.pi * turns)
@@ -255,15 +248,6 @@ def clip_geometry(frames, box, width: int, height: int, hfov: float = 60.0) -> C
     raise BadClip('non-finite camera2world in the sampled frames')
   w2c = np.stack([world_to_camera(c) for c in cams])
   return ClipGeometry(tracks, present, w2c, normalised_intrinsics(width, height, box, hfov))
-
-
-def project(K: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(n, 3) camera points → ((n, 2) normalised (u, v), (n,) bool z > 0 and (u, v) ∈ [0, 1)²)."""
-  z = points[:, 2]
-  with np.errstate(divide='ignore', invalid='ignore'):
-    uv = np.stack([K[0, 0] * points[:, 0] / z + K[0, 2], K[1, 1] * points[:, 1] / z + K[1, 2]], -1)
-  inside = (z > 0) & np.all((uv >= 0) & (uv < 1), -1)
-  return uv, inside
 
 
 @dataclasses.dataclass

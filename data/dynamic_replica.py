@@ -28,7 +28,7 @@ import numpy as np
 import PIL.Image
 
 from data.sequence import LayoutError, Sequence, read_rgb
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError, load_torch_checkpoint
 
 CAMERA_CONVENTIONS = ('pytorch3d', 'monst3r')
 INTRINSICS_FORMATS = ('ndc_norm_image_bounds', 'ndc_isotropic')

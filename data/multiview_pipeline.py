@@ -58,7 +58,7 @@ import numpy as np
 from data.dust3r_views import aspect_ratio_for_batch, view_from_frame
 from data.errors import BadClip, redraw
 from data.pipeline import batched
-from dynadust3r_jax.inference.geometry import apply_transform
+from dynadust3r_jax.common.geometry import apply_transform
 
 OPTIONS = ('aug_crop', 'color_jitter')
 DEFAULTS = {'aug_crop': 0, 'color_jitter': True}

@@ -15,8 +15,7 @@ pixel, column round(u) of u = fx·X/Z + cx (spec §4.5's "nearest"); nearer trac
 import numpy as np
 
 from data.stereo4d import pixel_owner, scatter
-from dynadust3r_jax.inference.export.common import INDEX_TO_EDGE, invert_pose
-from dynadust3r_jax.inference.geometry import apply_transform
+from dynadust3r_jax.common.geometry import INDEX_TO_EDGE, apply_transform, invert_pose
 
 
 def _camera_to_camera(world_to_camera, src, dst):

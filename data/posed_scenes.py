@@ -35,7 +35,7 @@ import numpy as np
 
 from data import co3d
 from data.sequence import LayoutError, Sequence
-from dynadust3r_jax.inference.export.common import INDEX_TO_EDGE, invert_pose
+from dynadust3r_jax.common.geometry import INDEX_TO_EDGE, invert_pose
 
 CAMERAS = 'cameras.json'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')

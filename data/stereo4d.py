@@ -21,7 +21,8 @@ import warnings
 import numpy as np
 
 from data.errors import BadClip
-from data.video import open_video
+from dynadust3r_jax.common.geometry import apply_transform
+from dynadust3r_jax.common.video import VideoError, open_video
 
 REQUIRED_KEYS = ('camera2world', 'track_lengths', 'track_indices', 'track_coordinates')
 PIXEL_ROUNDINGS = ('floor', 'round')
@@ -115,10 +116,6 @@ def world_to_camera(camera2world: np.ndarray) -> np.ndarray:
   return out
 
 
-def _transform(w2c, xyz):
-  return xyz @ w2c[:3, :3].T + w2c[:3, 3]
-
-
 def pixel_owner(cam_xyz, K, hw, rounding):
   """For points in a camera, (pixel flat index, point index) of the nearest point on each hit pixel."""
   h, w = hw
@@ -164,14 +161,14 @@ def build_example(frames: tuple[Frame, Frame, Frame], frame_ids: tuple[int, int,
   owners = {}
   for view, src in ((1, 0), (2, 2)):       # view 1 = frame l, view 2 = frame r
     f = frames[src]
-    pixel, idx = pixel_owner(_transform(w2c[src], f.track_xyz.astype(np.float64)), K, (h, w), pixel_rounding)
+    pixel, idx = pixel_owner(apply_transform(w2c[src], f.track_xyz.astype(np.float64)), K, (h, w), pixel_rounding)
     owners[src] = (pixel, f.track_ids[idx])
-    ex[f'pts3d{view}'], ex[f'valid{view}'] = scatter(pixel, _transform(w2c[0], f.track_xyz[idx]), (h, w))
+    ex[f'pts3d{view}'], ex[f'valid{view}'] = scatter(pixel, apply_transform(w2c[0], f.track_xyz[idx]), (h, w))
   for name, (src, dst) in MOTION_TARGETS.items():
     pixel, ids = owners[src]
     at_dst = position[dst][ids]
     seen = at_dst >= 0
-    xyz = _transform(w2c[0], frames[dst].track_xyz[at_dst[seen]])
+    xyz = apply_transform(w2c[0], frames[dst].track_xyz[at_dst[seen]])
     ex[f'target_{name}'], ex[f'valid_{name}'] = scatter(pixel[seen], xyz, (h, w))
   return ex
 
@@ -194,11 +191,15 @@ def _normalise(image):
 
 
 class Mp4Clip:
-  """An opened clip: npz geometry + decoded video frames, over their common length."""
+  """An opened clip: npz geometry + decoded video frames, over their common length. An unreadable video or
+  frame (VideoError) is the BadClip of the same message."""
 
   def __init__(self, npz_path: str, mp4_path: str):
     self.clip = load_clip(npz_path)
-    self.video = open_video(mp4_path)
+    try:
+      self.video = open_video(mp4_path)
+    except VideoError as e:
+      raise BadClip(str(e)) from None
     self.num_frames = min(self.clip.num_frames, len(self.video))
     if self.num_frames != self.clip.num_frames:  # warnings.warn shows a given message once per process
       warnings.warn(f'{mp4_path}: {len(self.video)} frames for {self.clip.num_frames} cameras; using the '
@@ -207,7 +208,11 @@ class Mp4Clip:
   def frame(self, t: int, with_image: bool = True) -> Frame:
     if not 0 <= t < self.num_frames:
       raise BadClip(f'{self.clip.name}: frame {t} outside the clip ({self.num_frames} frames)')
-    return self.clip.frame(t, self.video[t] if with_image else None)
+    try:
+      image = self.video[t] if with_image else None
+    except VideoError as e:
+      raise BadClip(str(e)) from None
+    return self.clip.frame(t, image)
 
 
 def make_example(npz_path: str, mp4_path: str, frames: tuple[int, int, int], *, hfov: float = 60.0,

@@ -19,8 +19,9 @@ valid_*; predictions are the model's outputs (model/dust3r.py, model/dyna_dust3r
 import jax
 import jax.numpy as jnp
 
+from dynadust3r_jax.common.motion_terms import MOTION_TERMS
+
 ALPHA = 0.2
-MOTION_TERMS = (('l2m', 1), ('l2r', 1), ('r2m', 2), ('r2l', 2))  # (target, view it starts from)
 
 
 def _norm(x, valid):

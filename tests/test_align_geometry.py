@@ -1,9 +1,9 @@
-"""Geometry helpers of the global alignment (dynadust3r_jax/inference/geometry.py)."""
+"""Geometry helpers of the global alignment (dynadust3r_jax/common/geometry.py)."""
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 
 
 def _random_rotations(n, seed=0):

@@ -9,7 +9,7 @@ import pytest
 
 import dynadust3r_jax
 from convert_weights import convert
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError, load_torch_checkpoint
 from tests import torch_format
 from tests.conftest import FIXTURES
 

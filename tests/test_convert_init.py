@@ -4,7 +4,7 @@ from flax import nnx
 
 import dynadust3r_jax
 from convert_weights import convert
-from dynadust3r_jax.convert.torch_checkpoint import load_torch_checkpoint
+from dynadust3r_jax.common.torch_checkpoint import load_torch_checkpoint
 from tests.conftest import FIXTURES
 
 # the tiny CroCo's backbone with a linear DUSt3R head

@@ -16,7 +16,7 @@ from safetensors.numpy import load_file, save_file
 
 import dynadust3r_jax
 from convert_weights import convert
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 from tests.conftest import FIXTURES
 
 HF = FIXTURES / 'videomae_tiny_hf'

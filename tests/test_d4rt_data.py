@@ -8,7 +8,7 @@ import pytest
 from data import d4rt, pipeline, predecoded, synthetic
 from data.stereo4d import intrinsics as pixel_intrinsics
 from data.stereo4d import load_clip, world_to_camera
-from dynadust3r_jax.inference.geometry import umeyama
+from dynadust3r_jax.common.geometry import umeyama
 from tests.broken_clips import BrokenCopy
 
 SIZE, FRAMES = 64, 24                                 # the synthetic clips

@@ -5,7 +5,7 @@ import pytest
 
 import dynadust3r_jax
 from convert_weights import convert
-from dynadust3r_jax.convert.torch_checkpoint import load_torch_checkpoint
+from dynadust3r_jax.common.torch_checkpoint import load_torch_checkpoint
 from dynadust3r_jax.model.heads.motion_dpt_head import timestep_embedding
 from tests import torch_format
 from tests.conftest import FIXTURES, fixture_views

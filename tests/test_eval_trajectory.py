@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from dynadust3r_jax.common.tum import read_tum_poses
 from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
-from dynadust3r_jax.inference.export.cameras import read_tum_poses, write_tum_poses
+from dynadust3r_jax.inference.export.cameras import write_tum_poses
 
 
 def _trajectory(n, seed=0):

@@ -6,8 +6,8 @@ import pytest
 
 from configs import evaluate as evaluate_config
 from data import stereo4d, synthetic
-from data.d4rt import crop_resize
 from data.pipeline import find_clips
+from dynadust3r_jax.common.video import crop_resize
 from dynadust3r_jax.evaluation import d4rt_pairs
 from dynadust3r_jax.evaluation.d4rt_pairs import clip_window, predict_pairs
 from dynadust3r_jax.evaluation.evaluate import evaluate

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.init_mst import init_mst
 
 ga = importlib.import_module('dynadust3r_jax.inference.global_align')  # the package's `global_align` is the function

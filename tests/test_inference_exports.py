@@ -12,11 +12,12 @@ import pytest
 import trimesh
 from scipy.spatial.transform import Rotation
 
+from dynadust3r_jax.common.geometry import OPENCV_TO_OPENGL
+from dynadust3r_jax.common.tum import read_tum_poses
 from dynadust3r_jax.inference import to_original_matrix
-from dynadust3r_jax.inference.export import (FORMATS, OPENCV_TO_OPENGL, build_glb_scene, export_all,
-                                             original_intrinsics, processed_to_original_pixels,
-                                             read_tum_poses, write_cameras_json, write_colmap, write_glb,
-                                             write_ply, write_transforms_json, write_tum_poses)
+from dynadust3r_jax.inference.export import (FORMATS, build_glb_scene, export_all, original_intrinsics,
+                                             processed_to_original_pixels, write_cameras_json, write_colmap,
+                                             write_glb, write_ply, write_transforms_json, write_tum_poses)
 from tests.colmap_readers import pycolmap_read, read_colmap_classic
 
 # (orig_shape (H0,W0), resized_shape (H1,W1), crop_offset (top,left), processed (H,W))

@@ -109,7 +109,7 @@ def test_video_frames(tmp_path):
   means = [float(d['img'].mean()) for d in imgs]
   assert means[0] < means[1] < means[2]
   # same pixels as the decoded frames saved losslessly and loaded as images
-  from data.video import open_video  # pylint: disable=import-outside-toplevel
+  from dynadust3r_jax.common.video import open_video  # pylint: disable=import-outside-toplevel
   video = open_video(path)
   for t in (0, 2, 4):
     PIL.Image.fromarray(video[t]).save(tmp_path / f'f{t}.png')

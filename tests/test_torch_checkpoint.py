@@ -1,4 +1,4 @@
-"""The torch-free .pth reader (dynadust3r_jax/convert/torch_checkpoint.py).
+"""The torch-free .pth reader (dynadust3r_jax/common/torch_checkpoint.py).
 
 Golden data in tests/data/torch_reader/ was written with torch by tools/make_torch_reader_data.py; the
 hostile and malformed checkpoints are assembled here from raw pickle opcodes, so torch is never needed.
@@ -16,8 +16,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from dynadust3r_jax.convert import torch_checkpoint
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, Placeholder, load_torch_checkpoint
+from dynadust3r_jax.common import torch_checkpoint
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError, Placeholder, load_torch_checkpoint
 
 DATA = Path(__file__).parent / 'data' / 'torch_reader'
 SHARED = Path(__file__).parent / 'fixtures' / 'shared'  # copies of ../shared/fixtures

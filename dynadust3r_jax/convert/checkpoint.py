@@ -9,10 +9,10 @@ from absl import logging
 from flax import nnx
 
 from dynadust3r_jax import console, pretrained
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 from dynadust3r_jax.convert import params as conversion
 from dynadust3r_jax.convert.constructor import parse_constructor
 from dynadust3r_jax.convert.sources import VIDEOMAE, make_config, read_source, videomae_config, videomae_tensors
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
 from dynadust3r_jax.model import abstract_model, build_model, param_count
 
 LOG_FILE = 'convert.log'  # inside the output directory

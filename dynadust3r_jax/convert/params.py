@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 from dynadust3r_jax.model.heads.dpt_head import ConvTranspose
 
 _ALIAS = re.compile(r'^(.*\.dpt\.scratch\.)layer([1-4])_rn\.weight$')

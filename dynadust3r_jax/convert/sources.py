@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError, load_torch_checkpoint
 from dynadust3r_jax.convert.constructor import parse_constructor
-from dynadust3r_jax.convert.torch_checkpoint import CheckpointError, load_torch_checkpoint
 from dynadust3r_jax.model.config import ARCHS, ModelConfig
 
 

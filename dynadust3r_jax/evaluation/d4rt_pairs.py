@@ -21,8 +21,8 @@ factor from view 1's depths, applied to both views and to the motion).
 """
 import numpy as np
 
-from data.d4rt import crop_resize
 from data.stereo4d import Mp4Clip
+from dynadust3r_jax.common.video import crop_resize
 from dynadust3r_jax.evaluation.pair_protocol import score_pairs
 from dynadust3r_jax.inference.d4rt import Decoder, query_grid
 from dynadust3r_jax.inference.images import load_arrays

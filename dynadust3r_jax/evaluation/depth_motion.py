@@ -13,7 +13,7 @@ Metrics are computed per pair, then averaged over pairs with valid pixels.
 """
 import jax.numpy as jnp
 
-from dynadust3r_jax.losses import MOTION_TERMS
+from dynadust3r_jax.common.motion_terms import MOTION_TERMS
 
 
 def _masked_median(x, valid):

@@ -11,8 +11,8 @@ Umeyama alignment of its positions to the GT ones (over all poses) and Q the GT:
 A dataset reports the unweighted mean over its sequences. MonST3R passes the same trajectories to the three
 calls, which align them in place; here each call gets its own copies (the same numbers, as re-aligning an
 aligned trajectory is the identity). Importing evo leaves the root logger alone (evo adds a NullHandler to its
-own); its results are logged at INFO level on the `evo` loggers. TUM files: inference/export/cameras.py's
-read_tum_poses, write_tum_poses.
+own); its results are logged at INFO level on the `evo` loggers. TUM files: common/tum.py's read_tum_poses,
+inference/export/cameras.py's write_tum_poses.
 """
 import copy
 

@@ -24,9 +24,9 @@ import dataclasses
 
 import numpy as np
 
-from data.d4rt import crop_resize
+from dynadust3r_jax.common.geometry import similarity_matrix, umeyama
+from dynadust3r_jax.common.video import crop_resize
 from dynadust3r_jax.inference import d4rt
-from dynadust3r_jax.inference.geometry import similarity_matrix, umeyama
 from dynadust3r_jax.inference.global_align import Scene
 from dynadust3r_jax.model.d4rt import D4RT, D4RTConfig
 

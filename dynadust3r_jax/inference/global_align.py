@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.init_known_poses import init_known_poses
 from dynadust3r_jax.inference.init_mst import init_mst
 

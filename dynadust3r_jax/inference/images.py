@@ -23,6 +23,8 @@ import numpy as np
 import PIL.Image
 from PIL.ImageOps import exif_transpose
 
+from dynadust3r_jax.common.video import VideoError, open_video
+
 try:  # optional HEIC/HEIF support, as in DUSt3R
   from pillow_heif import register_heif_opener  # pylint: disable=import-error
   register_heif_opener()
@@ -190,13 +192,11 @@ def _image_source(path):
 
 
 def _video_sources(path, frame_stride, max_frames):
-  from data.errors import BadClip  # pylint: disable=import-outside-toplevel
-  from data.video import open_video  # pylint: disable=import-outside-toplevel
   if int(frame_stride) < 1:
     raise ValueError(f'load_images: frame_stride must be >= 1, got {frame_stride}')
   try:
     video = open_video(path)
-  except BadClip as e:
+  except VideoError as e:
     raise ValueError(str(e)) from None
   indices = list(range(0, len(video), int(frame_stride)))
   if max_frames is not None:
@@ -209,7 +209,7 @@ def _video_sources(path, frame_stride, max_frames):
     def open_image():
       try:
         return PIL.Image.fromarray(video[i]).convert('RGB')  # (H,W,3) uint8
-      except BadClip as e:
+      except VideoError as e:
         raise ValueError(str(e)) from None
     return f'{stem}_{i:06d}.png', open_image
   return [frame_source(i) for i in indices]

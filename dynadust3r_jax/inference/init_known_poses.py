@@ -8,7 +8,7 @@ points times that edge's scale.
 """
 import numpy as np
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.init_mst import align_multiple_poses, fast_pnp
 
 

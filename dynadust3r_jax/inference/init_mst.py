@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from scipy.spatial.distance import pdist
 from scipy.sparse.csgraph import minimum_spanning_tree as _scipy_mst
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 
 
 def edge_scores(edges, conf_i, conf_j):

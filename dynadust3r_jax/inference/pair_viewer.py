@@ -9,7 +9,7 @@ points expressed in each camera; pts3d re-derived from depth, focal, pp and pose
 """
 import numpy as np
 
-from dynadust3r_jax.inference import geometry as geo
+from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.global_align import Scene, prepare
 from dynadust3r_jax.inference.init_mst import fast_pnp
 

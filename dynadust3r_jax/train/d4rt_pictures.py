@@ -19,7 +19,7 @@ from flax import nnx
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from data.d4rt import project
+from dynadust3r_jax.common.geometry import project
 from dynadust3r_jax.inference.d4rt import Decoder, query_grid
 from dynadust3r_jax.train.pictures import (CONF_CMAP, DEPTH_CMAP, DPI, PANEL_INCHES, colour_range, draw_panel,
                                            figure_header, masked, median_scale, save_figure)

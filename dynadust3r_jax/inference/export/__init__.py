@@ -14,11 +14,10 @@ pts3d (world), conf, masks, imgs in [0,1] (arrays or per-image lists); views = l
 """
 import os
 
-from dynadust3r_jax.inference.export.cameras import (read_known_cameras, read_tum_poses, write_cameras_json, write_intrinsics_txt,
+from dynadust3r_jax.inference.export.cameras import (read_known_cameras, write_cameras_json, write_intrinsics_txt,
                                                      write_transforms_json, write_tum_poses)
 from dynadust3r_jax.inference.export.colmap import build_model, write_colmap
-from dynadust3r_jax.inference.export.common import (OPENCV_TO_OPENGL, original_intrinsics,
-                                                    processed_to_original_pixels)
+from dynadust3r_jax.inference.export.common import original_intrinsics, processed_to_original_pixels
 from dynadust3r_jax.inference.export.glb import build_glb_scene, write_glb
 from dynadust3r_jax.inference.export.points import write_frames, write_ply
 
@@ -59,7 +58,6 @@ def export_all(scene, views, outdir, formats=FORMATS, as_pointcloud=False, cam_s
   return out
 
 
-__all__ = ['FORMATS', 'OPENCV_TO_OPENGL', 'build_glb_scene', 'build_model', 'export_all',
-           'original_intrinsics', 'processed_to_original_pixels', 'read_tum_poses', 'write_cameras_json',
-           'write_colmap', 'write_frames', 'write_glb', 'write_intrinsics_txt', 'write_ply',
-           'write_transforms_json', 'write_tum_poses']
+__all__ = ['FORMATS', 'build_glb_scene', 'build_model', 'export_all', 'original_intrinsics',
+           'processed_to_original_pixels', 'write_cameras_json', 'write_colmap', 'write_frames', 'write_glb',
+           'write_intrinsics_txt', 'write_ply', 'write_transforms_json', 'write_tum_poses']

@@ -8,8 +8,9 @@ import os
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from dynadust3r_jax.inference.export.common import (INDEX_TO_EDGE, OPENCV_TO_OPENGL, image_names,
-                                                    original_intrinsics, original_size, read_scene, scene_attr)
+from dynadust3r_jax.common.geometry import INDEX_TO_EDGE, OPENCV_TO_OPENGL
+from dynadust3r_jax.inference.export.common import (image_names, original_intrinsics, original_size, read_scene,
+                                                    scene_attr)
 from dynadust3r_jax.inference.images import to_original_matrix
 
 
@@ -93,7 +94,8 @@ def write_transforms_json(scene, views, path, image_dir='images', ply_file_path=
 
 def write_tum_poses(scene, path, timestamps=None):
   """TUM trajectory: one line per image 'timestamp tx ty tz qx qy qz qw' of cam_to_world (OpenCV axes),
-  as MonST3R's pred_traj.txt; timestamps default to the image index 0, 1, 2, …"""
+  as MonST3R's pred_traj.txt (read back by dynadust3r_jax.common.tum.read_tum_poses); timestamps default to
+  the image index 0, 1, 2, …"""
   c2w = np.asarray(scene_attr(scene, 'cam_to_world'), np.float64)
   if timestamps is None:
     timestamps = np.arange(len(c2w), dtype=np.float64)
@@ -104,17 +106,6 @@ def write_tum_poses(scene, path, timestamps=None):
       t = T[:3, 3]
       f.write(' '.join([f'{ts:.17g}'] + [f'{v:.10g}' for v in (*t, *qi)]) + '\n')  # Unix-time stamps exact
   return path
-
-
-def read_tum_poses(path):
-  """→ (timestamps (N,), cam_to_world (N,4,4)) from a TUM file written by write_tum_poses."""
-  data = np.loadtxt(path, ndmin=2)
-  if data.shape[1] != 8:
-    raise ValueError(f'{data.shape[1]} columns, not 8')
-  T = np.tile(np.eye(4), (len(data), 1, 1))
-  T[:, :3, :3] = Rotation.from_quat(data[:, 4:8]).as_matrix()
-  T[:, :3, 3] = data[:, 1:4]
-  return data[:, 0], T
 
 
 def write_intrinsics_txt(scene, path):

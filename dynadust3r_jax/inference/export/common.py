@@ -18,13 +18,8 @@ Conventions (README "Export conventions"):
 """
 import numpy as np
 
+from dynadust3r_jax.common.geometry import INDEX_TO_EDGE, invert_pose
 from dynadust3r_jax.inference.images import to_original_matrix
-
-# OpenCV camera axes (x right, y down, z forward) <-> OpenGL ones (x right, y up, z backward); its own inverse.
-OPENCV_TO_OPENGL = np.diag([1., -1., -1., 1.])
-
-# Pixel-index coordinates (pixel centres at integers) → pixel-edge coordinates (centres at +0.5).
-INDEX_TO_EDGE = np.array([[1., 0., .5], [0., 1., .5], [0., 0., 1.]])
 
 
 def original_intrinsics(K, view):
@@ -44,17 +39,6 @@ def processed_to_original_pixels(xy, view):
   M = to_original_matrix(view) @ INDEX_TO_EDGE
   xy = np.asarray(xy, np.float64)
   return xy * np.diag(M)[:2] + M[:2, 2]
-
-
-def invert_pose(T):
-  """(...,4,4) rigid transform → its inverse [R^T, -R^T t] (exact for rotations)."""
-  T = np.asarray(T, np.float64)
-  R, t = T[..., :3, :3], T[..., :3, 3]
-  out = np.zeros_like(T)
-  out[..., :3, :3] = np.swapaxes(R, -1, -2)
-  out[..., :3, 3] = -np.einsum('...ji,...j->...i', R, t)
-  out[..., 3, 3] = 1.
-  return out
 
 
 def to_uint8(rgb):

@@ -15,7 +15,8 @@ import os
 import numpy as np
 import PIL.Image
 
-from dynadust3r_jax.inference.export.common import OPENCV_TO_OPENGL, read_scene, to_uint8
+from dynadust3r_jax.common.geometry import OPENCV_TO_OPENGL
+from dynadust3r_jax.inference.export.common import read_scene, to_uint8
 from dynadust3r_jax.inference.export.points import masked_points
 
 CAM_COLORS = [(255, 0, 0), (0, 0, 255), (0, 255, 0), (255, 0, 255), (255, 204, 0), (0, 204, 204),

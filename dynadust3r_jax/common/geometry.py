@@ -1,11 +1,29 @@
-"""Geometry of DUSt3R's global alignment (spec dust3r.md §3.3): quaternions, signed log1p/expm1, weighted
-Umeyama, Weiszfeld focal, pose parameters.
+"""The numpy geometry several layers share (data/, inference, exports, evaluation): rigid inverse, transforms,
+projection, camera-axis and pixel conventions, and DUSt3R's global-alignment geometry (spec dust3r.md §3.3):
+quaternions, signed log1p/expm1, weighted Umeyama, Weiszfeld focal, pose parameters.
 
 Quaternions are roma's XYZW. The `jnp` functions are used inside the jitted optimiser; the `np` ones
-(float64) by the one-off initialisation.
+(float64) by the one-off initialisation and everywhere else.
 """
 import jax.numpy as jnp
 import numpy as np
+
+# OpenCV camera axes (x right, y down, z forward) <-> OpenGL ones (x right, y up, z backward); its own inverse.
+OPENCV_TO_OPENGL = np.diag([1., -1., -1., 1.])
+
+# Pixel-index coordinates (pixel centres at integers) → pixel-edge coordinates (centres at +0.5).
+INDEX_TO_EDGE = np.array([[1., 0., .5], [0., 1., .5], [0., 0., 1.]])
+
+
+def invert_pose(T):
+  """(...,4,4) rigid transform → its inverse [R^T, -R^T t] (exact for rotations)."""
+  T = np.asarray(T, np.float64)
+  R, t = T[..., :3, :3], T[..., :3, 3]
+  out = np.zeros_like(T)
+  out[..., :3, :3] = np.swapaxes(R, -1, -2)
+  out[..., :3, 3] = -np.einsum('...ji,...j->...i', R, t)
+  out[..., 3, 3] = 1.
+  return out
 
 
 def signed_expm1(x):
@@ -91,6 +109,16 @@ def similarity_matrix(s, R, t):
 def apply_transform(T, pts):
   """(4,4) transform applied to (...,3) points (np)."""
   return pts @ T[:3, :3].T + T[:3, 3]
+
+
+def project(K: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(n, 3) camera points → ((n, 2) normalised (u, v), (n,) bool z > 0 and (u, v) ∈ [0, 1)²), K normalised
+  by the image size (D4RT's K^n, data/d4rt.py)."""
+  z = points[:, 2]
+  with np.errstate(divide='ignore', invalid='ignore'):
+    uv = np.stack([K[0, 0] * points[:, 0] / z + K[0, 2], K[1, 1] * points[:, 1] / z + K[1, 2]], -1)
+  inside = (z > 0) & np.all((uv >= 0) & (uv < 1), -1)
+  return uv, inside
 
 
 def pixel_grid(H, W):
