@@ -28,6 +28,7 @@ from flax import nnx
 
 from benchmarks.common import bf16_peak_tflops, print_row
 from configs import stereo4d
+from dynadust3r_jax import families
 from dynadust3r_jax.model import ModelConfig, abstract_model, build_model
 from dynadust3r_jax.model.flops import dust3r_forward_flops
 from dynadust3r_jax.train import sharding
@@ -64,7 +65,7 @@ def time_step(config, cfg, params, batch, size, *, fsdp=1, iters=5) -> dict:
   state = jax.device_put(state, state_shardings)
   data = jax.device_put(random_batch(batch, size, np.random.default_rng(0)), sharding.batch_sharding(mesh))
   step = jax.jit(make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, config.num_steps),
-                                 config.loss_alpha),
+                                 families.of(cfg).train_loss(config)),
                  in_shardings=(state_shardings, sharding.batch_sharding(mesh)), out_shardings=(state_shardings, None),
                  donate_argnums=0)
   with jax.set_mesh(mesh):  # as the trainer traces its step: the 'pallas' attention runs per device under it

@@ -20,13 +20,12 @@ import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from dynadust3r_jax.model import ModelConfig, abstract_model, param_count  # noqa: F401 - param_count: re-exported
-from dynadust3r_jax.model.d4rt import D4RTConfig, abstract_d4rt
+from dynadust3r_jax import families
+from dynadust3r_jax.model import ModelConfig, param_count  # noqa: F401 - param_count: re-exported
 
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
 CHECKPOINTS_DIR = 'checkpoints'  # a training workdir's (dynadust3r_jax/train/checkpoint.py)
-D4RT_ARCH = 'D4RT'  # config.json's "arch" of a D4RT directory (its other fields: D4RTConfig's architecture)
 
 
 def _nested(flat: dict) -> dict:
@@ -70,12 +69,9 @@ def write_pretrained(directory: str, cfg: ModelConfig, params: dict):
 
 
 def write_config(directory: str, cfg: ModelConfig):
-  """DIR/config.json: the architecture (written aside, then moved into place whole)."""
+  """DIR/config.json: the architecture, "arch" first (written aside, then moved into place whole)."""
   path = os.path.join(directory, CONFIG_FILE)
-  if isinstance(cfg, D4RTConfig):
-    text = json.dumps({'arch': D4RT_ARCH, **cfg.architecture()}, indent=1)
-  else:
-    text = cfg.to_json()
+  text = json.dumps({'arch': cfg.arch, **cfg.architecture()}, indent=1)
   with open(path + '.tmp', 'w') as f:
     f.write(text)
   os.replace(path + '.tmp', path)
@@ -115,8 +111,11 @@ def load_config(directory: str, **runtime) -> ModelConfig:
     raise ValueError(f'{path}: unreadable ({type(e).__name__}: {e}); {remedy}') from None
   if not isinstance(fields, dict):
     raise ValueError(f'{path}: not a JSON object of model fields; {remedy}')
-  cls = D4RTConfig if fields.get('arch') == D4RT_ARCH else ModelConfig
-  if cls is D4RTConfig:
+  try:
+    cls = families.for_arch(fields.get('arch', ModelConfig.arch)).config_class
+  except ValueError as e:
+    raise ValueError(f'{path}: {e}; {remedy}') from None
+  if 'arch' not in cls.architecture_fields():  # a class of one architecture: "arch" is not a field
     fields = {k: v for k, v in fields.items() if k != 'arch'}
   missing = [name for name in cls.architecture_fields() if name not in fields]
   if missing:
@@ -145,10 +144,10 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
     raise FileNotFoundError(f'{directory}: no {PARAMS_DIR}/ folder (the parameters) nor {CHECKPOINTS_DIR}/ (a '
                             'training workdir); convert it again with `python convert_weights.py --input=... '
                             '--output=DIR --overwrite`')
-  d4rt = isinstance(cfg, D4RTConfig)
-  if for_inference and not d4rt:
-    cfg = cfg.for_inference()
-  graphdef, state = nnx.split(abstract_d4rt(cfg) if d4rt else abstract_model(cfg), nnx.Param)
+  family = families.of(cfg)
+  if for_inference:
+    cfg = family.for_inference(cfg)
+  graphdef, state = nnx.split(family.abstract(cfg), nnx.Param)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   if os.path.isdir(params_dir):
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))

@@ -19,6 +19,7 @@ from data.errors import BadClip
 from data.pipeline import find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
+from dynadust3r_jax import families
 from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
 from dynadust3r_jax.evaluation.depth import ALIGNMENTS, weighted_average
 from dynadust3r_jax.evaluation.depth_motion import MOTION_ERRORS, SCALE_RULES
@@ -27,7 +28,7 @@ from dynadust3r_jax.inference.global_align import lr_schedule
 from dynadust3r_jax.inference.pairs import pair_indices
 from dynadust3r_jax.inference.reconstruct import model_from_config
 from dynadust3r_jax.model.d4rt import D4RTConfig
-from dynadust3r_jax.pretrained import D4RT_ARCH, load_config
+from dynadust3r_jax.pretrained import load_config
 
 PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
              'co3d': 'relative_pose'}
@@ -200,9 +201,10 @@ def evaluate(config, workdir: str) -> dict:
   _check(config)
   os.makedirs(workdir, exist_ok=True)
   model = _model(config)
-  arch = D4RT_ARCH if isinstance(model.config, D4RTConfig) else model.config.arch
+  family = families.of(model.config)
+  arch = family.arch
   with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
-  if with_motion and arch not in ('DynaDUSt3R', D4RT_ARCH):
+  if with_motion and not family.predicts_motion:
     raise ValueError(f'config.checkpoint={config.checkpoint}: a {arch} model has no motion heads, so motion metrics '
                      'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
   items = _sequences(config)  # a wrong root fails here, before anything is written

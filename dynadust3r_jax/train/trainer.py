@@ -19,24 +19,12 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from data import pipeline
-from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS
-from dynadust3r_jax.model import ModelConfig, build_model
-from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
+from dynadust3r_jax import families
 from dynadust3r_jax.pretrained import load_config, load_model, write_config
-from dynadust3r_jax.train import d4rt_pictures, datasets, sharding
+from dynadust3r_jax.train import datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from dynadust3r_jax.train.pictures import save_pictures
-from dynadust3r_jax.train.step import forward, make_eval_step, make_train_step
-
-# batch entries the model reads, and all those the step uses (the rest — intrinsics, cameras, frame ids —
-# stay on the host)
-VIEW_KEYS = ('img1', 'img2', 'true_shape1', 'true_shape2', 'query_times')
-D4RT_KEYS = ('video', 'aspect_ratio', 'query_uv', 'query_t', 'target_xyz', 'target_uv', 'target_vis', 'target_disp',
-             'target_normal', 'mask_3d', 'mask_uv', 'mask_vis', 'mask_normal')
-DEVICE_KEYS = (*VIEW_KEYS, 'pts3d1', 'pts3d2', 'valid1', 'valid2', 'num_skipped', 'camera_pose1', 'camera_pose2',
-               *(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l')), *D4RT_KEYS)
-
+from dynadust3r_jax.train.step import make_eval_step, make_train_step
 
 # validation metrics on the console (metrics.jsonl has them all)
 SUMMARY_METRICS = ('loss', 'avg_3d_error', 'avg_motion_pc_error', 'epe3d', 'delta_0.10', 'view1_abs_rel',
@@ -51,45 +39,11 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
-# the data kinds (train/datasets.py) each architecture trains on
-DATA_FOR = {'D4RT': ('d4rt',), 'DynaDUSt3R': ('stereo4d',), 'AsymmetricCroCo3DStereo': ('stereo4d', 'multiview')}
-# config.model_family: 'dust3r' (DUSt3R / DynaDUSt3R, by config.model.arch; the default) or 'd4rt'
-MODEL_FAMILIES = ('dust3r', 'd4rt')
-# config.data.d4rt keys that repeat config.model's: the clips must be the model's
-D4RT_DATA_KEYS = {'num_frames': 'num_frames', 'size': 'img_size'}
-
-
-def _model_config(config):
-  """config.model as the family's architecture: D4RT (config.model_family='d4rt') or DUSt3R / DynaDUSt3R;
-  one error when config.data.kind gives it data it cannot train on (and, for D4RT, when config.data.d4rt's clip
-  shape is not config.model's or config.d4rt_weights names no loss term)."""
-  family = config.get('model_family', 'dust3r')
-  if family not in MODEL_FAMILIES:
-    raise ValueError(f'config.model_family={family!r}; choose one of {MODEL_FAMILIES}')
-  d4rt = family == 'd4rt'
-  cfg = (D4RTConfig if d4rt else ModelConfig).from_dict(dict(config.model))
-  arch, kind = 'D4RT' if d4rt else cfg.arch, config.data.get('kind', 'stereo4d')
-  if kind not in DATA_FOR.get(arch, ()):
-    raise ValueError(f'config.data.kind={kind!r} for a {arch} model (config.model_family / config.model.arch): '
-                     f'it trains on {DATA_FOR.get(arch, "no data kind")}')
-  if d4rt:
-    data = config.data.get('d4rt') or {}
-    for data_key, model_key in D4RT_DATA_KEYS.items():
-      if data_key in data and data[data_key] != getattr(cfg, model_key):
-        raise ValueError(f'config.data.d4rt.{data_key}={data[data_key]} but config.model.{model_key}='
-                         f'{getattr(cfg, model_key)}: the clips must have the model\'s shape (set both to one value)')
-    unknown = sorted(set(config.get('d4rt_weights') or {}) - set(D4RT_WEIGHTS))
-    if unknown:
-      raise ValueError(f'config.d4rt_weights.{unknown[0]}: not a D4RT loss weight; choose from {sorted(D4RT_WEIGHTS)}')
-  return cfg
-
-
-def _initial_params(config, cfg):
-  d4rt = isinstance(cfg, D4RTConfig)
-  model = build_d4rt(cfg, config.seed) if d4rt else build_model(cfg, config.seed)
+def _initial_params(config, family, cfg):
+  model = family.build(cfg, config.seed)
   if config.init_checkpoint:
     pretrained = load_model(config.init_checkpoint, for_inference=False)
-    if d4rt != isinstance(pretrained.config, D4RTConfig):
+    if type(pretrained.config) is not type(cfg):
       raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: a {type(pretrained.config).__name__} '
                        f'checkpoint for a {type(cfg).__name__} model (config.model_family)')
     if pretrained.config.architecture() == cfg.architecture():
@@ -139,14 +93,14 @@ def _micro_batches(x, accum):
   return np.swapaxes(x.reshape((x.shape[0] // accum, accum) + x.shape[1:]), 0, 1)
 
 
-def _to_device(batch, batch_sharding, accum=None):
-  """Host batch (local_batch, ...) → global arrays sharded over the mesh, split into (accum,
-  micro_batch, ...) by `_micro_batches` when accum is given."""
+def _to_device(batch, keys, batch_sharding, accum=None):
+  """The entries `keys` of a host batch (local_batch, ...) → global arrays sharded over the mesh, split into
+  (accum, micro_batch, ...) by `_micro_batches` when accum is given."""
   def put(x):
     if accum is not None:
       x = _micro_batches(x, accum)
     return jax.make_array_from_process_local_data(batch_sharding, x)
-  return {k: put(batch[k]) for k in DEVICE_KEYS if k in batch}
+  return {k: put(batch[k]) for k in keys if k in batch}
 
 
 def _count(params) -> int:
@@ -163,26 +117,11 @@ def _truncate_metrics(path, step):
     f.writelines(lines)
 
 
-def _pictures(cfg, graphdef):
-  """draw(params, validation batch, PNG path, step, val_loss) -> the figure's (H, W, 3) uint8 pixels, by model
-  family: D4RT's depth and tracks of a clip (d4rt_pictures), or the DUSt3R family's pointmaps (pictures)."""
-  if isinstance(cfg, D4RTConfig):
-    def draw(params, batch, path, step, val_loss):
-      return d4rt_pictures.save_pictures(path, batch, d4rt_pictures.predict(graphdef, params, batch), step, val_loss)
-    return draw
-  predict = jax.jit(functools.partial(forward, graphdef))
-
-  def draw(params, batch, path, step, val_loss):
-    res1, _ = jax.device_get(predict(params, {k: jnp.asarray(v) for k, v in batch.items() if k in VIEW_KEYS}))
-    return save_pictures(path, batch, res1, step, val_loss)
-  return draw
-
-
 def train(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
   # JAX starts its backend threads.
-  cfg = _model_config(config)  # (its errors before any data is made)
+  family, cfg = families.for_training(config)  # (its errors before any data is made)
   if config.init_checkpoint:
     load_config(config.init_checkpoint)  # a path that holds no model: the same error, before data and compiles
   sources = datasets.prepare(config, workdir)
@@ -199,12 +138,11 @@ def train(config, workdir: str):
                                      shard_index=jax.process_index(), shard_count=jax.process_count())
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
-  graphdef, params = _initial_params(config, cfg)
+  graphdef, params = _initial_params(config, family, cfg)
   if jax.process_index() == 0:  # the architecture, so that load_model(workdir) loads a checkpoint of this run
     write_config(workdir, cfg)
   logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
-               'batch %d in %d micro-batch(es)', getattr(cfg, 'arch', 'D4RT'), f'{_count(params):,}', cfg.dtype,
-               cfg.attention_impl,
+               'batch %d in %d micro-batch(es)', family.arch, f'{_count(params):,}', cfg.dtype, cfg.attention_impl,
                cfg.remat_policy, jax.device_count(), mesh.shape['data'], mesh.shape['fsdp'], config.batch_size,
                accum)
   optimizer = make_optimizer(config.optimizer, config.num_steps)
@@ -222,17 +160,17 @@ def train(config, workdir: str):
   if jax.process_index() == 0:  # the file is shared: one writer
     _truncate_metrics(metrics_path, int(state['step']))
 
-  d4rt_weights = dict(config.d4rt_weights) if 'd4rt_weights' in config else None
-  loss_alpha = None if isinstance(cfg, D4RTConfig) else config.loss_alpha  # DUSt3R's confidence weight
-  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, loss_alpha, d4rt_weights),
+  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, family.train_loss(config)),
                        in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
                        out_shardings=(state_shardings, None), donate_argnums=0)
-  pair_poses = config.data.get('kind', 'stereo4d') == 'multiview' and config.data.both_orders
-  eval_step = jax.jit(make_eval_step(graphdef, loss_alpha, pair_poses=pair_poses, d4rt_weights=d4rt_weights))
+  eval_step = jax.jit(make_eval_step(graphdef, family.validation(config)))
   # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
   train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
-  draw_pictures = _pictures(cfg, graphdef)
-  eval_sharding = sharding.batch_sharding(mesh, batch_axis=0)
+  draw_pictures = family.pictures(graphdef)
+  to_eval_device = functools.partial(_to_device, keys=family.batch_keys,
+                                     batch_sharding=sharding.batch_sharding(mesh, batch_axis=0))
+  to_train_device = functools.partial(_to_device, keys=family.batch_keys, batch_sharding=sharding.batch_sharding(mesh),
+                                      accum=accum)
 
   def validate(params):
     """val_<metric> of each test set (val_<set>_<metric> when there are several names); with named test sets
@@ -240,7 +178,7 @@ def train(config, workdir: str):
     out = {}
     for name, ds in val_sets.items():
       it = pipeline.make_iterator(ds)
-      values = [eval_step(params, _to_device(next(it), eval_sharding)) for _ in range(config.val_batches)]
+      values = [eval_step(params, to_eval_device(next(it))) for _ in range(config.val_batches)]
       out.update({f'val_{name + "_" if name else ""}{k}': float(np.mean([v[k] for v in values])) for k in values[0]})
     if '' not in val_sets:
       out['val_loss'] = float(np.mean([out[f'val_{name}_test_loss'] for name in val_sets]))
@@ -250,23 +188,23 @@ def train(config, workdir: str):
 
   writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
   try:
-    return _loop(config, workdir, state, data_iter, train_step, validate, draw_pictures, val_ds, checkpoints,
-                 writer, metrics_path, mesh, accum)
+    return _loop(config, workdir, state, data_iter, to_train_device, train_step, validate, draw_pictures, val_ds,
+                 checkpoints, writer, metrics_path)
   finally:
     checkpoints.close()
     if writer:
       writer.close()
 
 
-def _loop(config, workdir, state, data_iter, train_step, validate, draw_pictures, val_ds, checkpoints, writer,
-          metrics_path, mesh, accum):
+def _loop(config, workdir, state, data_iter, to_device, train_step, validate, draw_pictures, val_ds, checkpoints,
+          writer, metrics_path):
   start = int(state['step'])
   logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, metrics_path)
   with _Preemption() as preemption, open(metrics_path, 'a') as metrics_file, tqdm(
       total=config.num_steps, initial=start, unit='step', disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.num_steps + 1):
       batch = next(data_iter)
-      state, metrics = train_step(state, _to_device(batch, sharding.batch_sharding(mesh), accum))
+      state, metrics = train_step(state, to_device(batch))
       progress.update(1)
       record = {}
       if step % config.log_every == 0 or step == config.num_steps:

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from configs import stereo4d  # noqa: E402
+from dynadust3r_jax import families  # noqa: E402
 from dynadust3r_jax.model import ModelConfig, build_model  # noqa: E402
 from dynadust3r_jax.train import sharding  # noqa: E402
 from dynadust3r_jax.train.optimizer import learning_rate_schedule, make_optimizer  # noqa: E402
@@ -46,7 +47,8 @@ def run(mesh, host_batch, attention_impl='xla'):
   state = {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': optimizer.init(params),
            'data_skipped': jnp.zeros((), jnp.int32)}
   shardings = sharding.state_shardings(state, mesh, min_size=1024)  # tiny model: shard what divides
-  train_step = make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, 10), 0.2)
+  train_step = make_train_step(graphdef, optimizer, learning_rate_schedule(config.optimizer, 10),
+                               families.of(cfg).train_loss(config))
   step = jax.jit(train_step, in_shardings=(shardings, sharding.batch_sharding(mesh)),
                  out_shardings=(shardings, None))
   data = {k: jax.device_put(v, sharding.batch_sharding(mesh)) for k, v in host_batch.items()}

@@ -11,6 +11,7 @@ Named sizes (`SIZES`, `d4rt_config(name)`), spec §2.3:
   'tiny' 64/4/4, 16 frames at 64^2, decoder 2 layers, d = 64, 4 heads: for tests and demos.
 """
 import dataclasses
+from typing import ClassVar
 
 from dynadust3r_jax.model.config import DTYPES, REMAT_POLICIES, ConfigFields
 
@@ -25,6 +26,7 @@ HEAD_DIM = max(stop for _, stop in HEAD_SPLITS.values())
 @dataclasses.dataclass(frozen=True)
 class D4RTConfig(ConfigFields):
   """D4RT architecture + runtime options. Defaults are the paper's main model ('g')."""
+  arch: ClassVar[str] = 'D4RT'       # config.json's "arch" (not a field: D4RT has one architecture class)
   # Encoder (ViT, pre-LN, exact GELU, LayerNorm eps 1e-6 as VideoMAE).
   enc_embed_dim: int = 1408
   enc_depth: int = 40                # even: layer 2i is frame-wise, layer 2i+1 global

@@ -1,0 +1,84 @@
+"""D4RT: a video encoder (once per clip) and independent point queries (u, v, t_src, t_tgt, t_cam) decoded
+against it; trained on D4RT examples of Stereo4D clips (data/d4rt.py) with its six-term loss (d4rt_losses.py,
+the weights of config.d4rt_weights, default the paper's). Reconstruction (inference/d4rt_scene.py): the video in
+overlapping clips, each encoded once; cameras, depth, points and next-frame motion from its queries; clips
+joined by Sim(3)."""
+import functools
+
+from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS, d4rt_loss
+from absl import logging
+
+from dynadust3r_jax.families.base import Family, Reconstruction
+from dynadust3r_jax.inference import d4rt_scene
+from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
+
+# config.data.d4rt keys that repeat config.model's: the clips must be the model's
+DATA_KEYS = {'num_frames': 'num_frames', 'size': 'img_size'}
+
+
+class D4RT(Family):
+  arch = D4RTConfig.arch
+  config_family = 'd4rt'
+  config_class = D4RTConfig
+  data_kinds = ('d4rt',)
+  predicts_motion = True
+  input_keys = ('video', 'aspect_ratio', 'query_uv', 'query_t')
+  target_keys = ('target_xyz', 'target_uv', 'target_vis', 'target_disp', 'target_normal', 'mask_3d', 'mask_uv',
+                 'mask_vis', 'mask_normal')
+
+  def check_training_config(self, config, cfg):
+    """Also: config.data.d4rt's clip shape is config.model's, config.d4rt_weights names loss terms only."""
+    super().check_training_config(config, cfg)
+    data = config.data.get('d4rt') or {}
+    for data_key, model_key in DATA_KEYS.items():
+      if data_key in data and data[data_key] != getattr(cfg, model_key):
+        raise ValueError(f'config.data.d4rt.{data_key}={data[data_key]} but config.model.{model_key}='
+                         f'{getattr(cfg, model_key)}: the clips must have the model\'s shape (set both to one value)')
+    unknown = sorted(set(config.get('d4rt_weights') or {}) - set(D4RT_WEIGHTS))
+    if unknown:
+      raise ValueError(f'config.d4rt_weights.{unknown[0]}: not a D4RT loss weight; choose from {sorted(D4RT_WEIGHTS)}')
+
+  def describe(self, cfg) -> str:
+    return f'{self.arch} ({cfg.num_frames}-frame clips at {cfg.img_size}², {cfg.dtype}, attention {cfg.attention_impl})'
+
+  def build(self, cfg, seed: int = 0):
+    return build_d4rt(cfg, seed)
+
+  def forward(self, model, batch):
+    return model(*(batch[k] for k in self.input_keys))
+
+  def loss_fn(self, config):
+    weights = dict(config.get('d4rt_weights') or {}) or D4RT_WEIGHTS
+    return functools.partial(_loss, weights)
+
+  def pictures(self, graphdef):
+    from dynadust3r_jax.train import d4rt_pictures  # pylint: disable=import-outside-toplevel (matplotlib)
+
+    def draw(params, batch, path, step, val_loss):
+      return d4rt_pictures.save_pictures(path, batch, d4rt_pictures.predict(graphdef, params, batch), step, val_loss)
+    return draw
+
+
+  def check_reconstruct(self, config):
+    if config.known_cameras:
+      raise ValueError(f'config.known_cameras={config.known_cameras}: known cameras are used by the global '
+                       'alignment of DUSt3R-family models; a D4RT model predicts its own (leave it empty)')
+
+  def reconstruct(self, config, model, imgs, stages) -> Reconstruction:
+    with stages('d4rt'):
+      d = config.d4rt
+      scene = d4rt_scene.reconstruct_views(model, imgs, overlap=d.overlap if d.overlap >= 0 else None, grid=d.grid,
+                                           chunk=d.chunk, min_conf_thr=config.min_conf_thr,
+                                           top_fraction=d.top_fraction)
+      logging.info('d4rt: %d clip(s) %s, scales %s', len(scene.clips), scene.clips,
+                   ', '.join(f'{s:.3g}' for s in scene.clip_scales))
+    return Reconstruction(scene, imgs, summary={'clips': [list(c) for c in scene.clips],
+                                                'clip_scales': scene.clip_scales},
+                          motion=lambda: d4rt_scene.motion_records(scene))
+
+
+def _loss(weights, outputs, batch):
+  return d4rt_loss(outputs, batch, weights)
+
+
+FAMILY = D4RT()
