@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from configs import d4rt as d4rt_config
 from configs import dust3r as dust3r_config
 from configs import evaluate as evaluate_config
 from configs import reconstruct as reconstruct_config
@@ -18,9 +19,8 @@ from dynadust3r_jax import families, load_model
 from dynadust3r_jax.evaluation.evaluate import evaluate
 from dynadust3r_jax.families.dust3r import DUSt3R
 from dynadust3r_jax.inference.reconstruct import reconstruct
-from dynadust3r_jax.model.config import ConfigFields
+from dynadust3r_jax.model.config import ConfigFields, ModelConfig
 from dynadust3r_jax.model.d4rt import D4RTConfig
-from dynadust3r_jax.model.config import ModelConfig
 from dynadust3r_jax.train.trainer import train
 from tests.conftest import FIXTURES
 
@@ -117,3 +117,12 @@ def test_lookups():
   assert set(families.for_arch('DynaDUSt3R').batch_keys) > set(families.for_arch('AsymmetricCroCo3DStereo').batch_keys)
   with pytest.raises(ValueError, match=r"arch='Nope' is no model family's; known: \("):
     families.for_arch('Nope')
+
+
+def test_an_init_checkpoint_of_another_config_class_fails_before_any_data(dust3r_checkpoint, tmp_path):
+  config = d4rt_config.get_config('demo')
+  config.init_checkpoint = dust3r_checkpoint
+  with pytest.raises(ValueError, match=f'config.init_checkpoint={dust3r_checkpoint}: a ModelConfig checkpoint for '
+                                       'a D4RTConfig model'):
+    train(config, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w' / 'synthetic').exists()  # the demo's clips were not made

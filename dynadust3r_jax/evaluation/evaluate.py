@@ -202,16 +202,15 @@ def evaluate(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   model = _model(config)
   family = families.of(model.config)
-  arch = family.arch
   with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
   if with_motion and not family.predicts_motion:
-    raise ValueError(f'config.checkpoint={config.checkpoint}: a {arch} model has no motion heads, so motion metrics '
-                     'cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
+    raise ValueError(f'config.checkpoint={config.checkpoint}: a {family.arch} model has no motion heads, so motion '
+                     'metrics cannot be computed; give a DynaDUSt3R checkpoint or --config.pairs.metrics=depth')
   items = _sequences(config)  # a wrong root fails here, before anything is written
   settings = _settings(config)
   store = SequenceStore(workdir, settings)
   logging.info('evaluate %s (%s protocol): %s on %d sequences from %s', config.benchmark,
-               settings['protocol'], arch, len(items), config.data.root)
+               settings['protocol'], family.arch, len(items), config.data.root)
   records, skipped, resumed = {}, {}, 0
   for name, open_sequence in tqdm(items, unit='seq', desc=config.benchmark):
     record = store.get(name)
@@ -230,7 +229,7 @@ def evaluate(config, workdir: str) -> dict:
   counts = {'evaluated': len(records), 'skipped': len(skipped)}
   if settings['protocol'] == 'pairs':
     counts['pairs'] = sum(len(r['pairs']) for r in records.values())
-  results = {'benchmark': config.benchmark, 'checkpoint': config.checkpoint, 'model': arch, 'settings': settings,
+  results = {'benchmark': config.benchmark, 'checkpoint': config.checkpoint, 'model': family.arch, 'settings': settings,
              'counts': counts, 'aggregate': _aggregate(config, records), 'sequences': records,
              'skipped': {n: r['skipped'] for n, r in skipped.items()}}
   json_path, md_path = write_results(workdir, results)

@@ -39,13 +39,19 @@ def maybe_initialize_distributed():
     jax.distributed.initialize()
 
 
+def _check_init_checkpoint(config, cfg):
+  """config.init_checkpoint's config.json (not its weights): a path without a model or a checkpoint of another
+  config class is one error, before any data is made or anything compiles."""
+  init = load_config(config.init_checkpoint)
+  if type(init) is not type(cfg):
+    raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: a {type(init).__name__} '
+                     f'checkpoint for a {type(cfg).__name__} model (config.model_family)')
+
+
 def _initial_params(config, family, cfg):
   model = family.build(cfg, config.seed)
   if config.init_checkpoint:
     pretrained = load_model(config.init_checkpoint, for_inference=False)
-    if type(pretrained.config) is not type(cfg):
-      raise ValueError(f'config.init_checkpoint={config.init_checkpoint}: a {type(pretrained.config).__name__} '
-                       f'checkpoint for a {type(cfg).__name__} model (config.model_family)')
     if pretrained.config.architecture() == cfg.architecture():
       nnx.update(model, nnx.state(pretrained.module, nnx.Param))
     else:
@@ -123,7 +129,7 @@ def train(config, workdir: str):
   # JAX starts its backend threads.
   family, cfg = families.for_training(config)  # (its errors before any data is made)
   if config.init_checkpoint:
-    load_config(config.init_checkpoint)  # a path that holds no model: the same error, before data and compiles
+    _check_init_checkpoint(config, cfg)
   sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
