@@ -84,11 +84,13 @@ def save_pretrained(directory: str, cfg: ModelConfig, params: dict, overwrite: b
 
 
 class Predictor:
-  """A loaded network with a jitted, functional forward (split NNX state + `jax.jit`)."""
+  """A loaded network with a jitted, functional forward (split NNX state + `jax.jit`): the model handle the jobs
+  and the evaluation protocols pass around; its family (families/) answers what differs between models."""
 
   def __init__(self, module: nnx.Module):
     self.module = module
     self.config: ModelConfig = module.cfg
+    self.family = families.of(self.config)
     self.graphdef, self.state = nnx.split(module)
     self._forward = jax.jit(lambda state, *args: nnx.merge(self.graphdef, state)(*args))
 
@@ -156,6 +158,15 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), state)
     state = _training_params(checkpoints_dir, target, step)
   return Predictor(nnx.merge(graphdef, state))
+
+
+def model_from_config(config):
+  """load_model(config.checkpoint) with config.dtype / attention_impl ('auto': by backend), for a job config of
+  the reconstruct or evaluate job; one error for a model its family cannot run there (CroCo: no 3D head)."""
+  dtype, attention = runtime_defaults(config.dtype, config.attention_impl)
+  model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
+  model.family.check_inference(config)
+  return model
 
 
 def _training_params(directory: str, target, step: int | None):

@@ -15,6 +15,7 @@ import PIL.Image
 from scipy.spatial.transform import Rotation
 
 from data import co3d, sintel, stereo4d, synthetic
+from dynadust3r_jax import families
 from tests import torch_format
 
 F = np.diag([-1.0, -1.0, 1.0])
@@ -140,6 +141,7 @@ class OracleModel:
   """A stand-in for the network that answers each pair with the clip's GT pointmaps (depth unprojected with
   K; view 2's points in view 1's camera), confidence 10: the protocols' numbers must then be near perfect.
   It recognises a frame by its processed image (load_images' output for `size`, square kept)."""
+  family = families.for_arch('AsymmetricCroCo3DStereo')  # a pair model: the protocols run DUSt3R's path
 
   def __init__(self, clip: Clip, images_of_frames):
     h, w = clip.depth.shape[1:]
@@ -166,9 +168,10 @@ class OracleModel:
 
 
 class D4RTOracle:
-  """A stand-in for a D4RT network (a clip opener, inference/d4rt_scene.is_d4rt): each clip of `num_frames`
+  """A stand-in for a D4RT network (a clip opener, inference/d4rt_scene.clip_opener): each clip of `num_frames`
   frames answers a query (u, v, t_src, t_tgt, t_cam) with the GT point of pixel (u, v) of frame t_src (its depth
   unprojected with K) in camera t_cam, confidence 10; static, so t_tgt is ignored (no motion queries)."""
+  family = families.for_arch('D4RT')
 
   def __init__(self, clip: Clip, num_frames: int):
     self.points = OracleModel(clip, []).points              # (T, H, W, 3) in each frame's camera

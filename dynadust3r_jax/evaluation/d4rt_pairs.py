@@ -23,7 +23,6 @@ import numpy as np
 
 from data.stereo4d import Mp4Clip
 from dynadust3r_jax.common.video import crop_resize
-from dynadust3r_jax.evaluation.pair_protocol import score_pairs
 from dynadust3r_jax.inference.d4rt import Decoder, query_grid
 from dynadust3r_jax.inference.images import load_arrays
 
@@ -93,20 +92,14 @@ def model_decoders(model, load_frame, img_size: int, aspect_ratio: float):
 
 
 def predict(examples, pairs, opened, model, *, size: int, square_ok: bool, with_motion: bool) -> tuple[dict, dict]:
-  """(pred1, pred2) of a D4RT network (an nnx.Module) for the examples of `pairs` of the opened sequence, stacked
-  (B, H, W, ...); size, square_ok: the protocol's load_images options. The pair frames are the examples' images
-  (decoded once); the windows' other frames are loaded here."""
+  """(pred1, pred2) of a D4RT network (an nnx.Module, or load_model's Predictor of one) for the examples of `pairs`
+  of the opened sequence, stacked (B, H, W, ...), scored by pair_protocol.score_pairs; size, square_ok: the
+  protocol's load_images options. The pair frames are the examples' images (decoded once); the windows' other
+  frames are loaded here."""
+  model = getattr(model, 'module', model)  # a Predictor's network
   hw = examples[0]['valid1'].shape
   decoded = {t: ex[f'img{v}'] for (t1, t2), ex in zip(pairs, examples) for v, t in ((1, t1), (2, t2))}
   load = frame_loader(opened, size, square_ok)
   decoder_for = model_decoders(model, lambda t: decoded[t] if t in decoded else load(t), model.cfg.img_size,
                                hw[1] / hw[0])
   return predict_pairs(pairs, opened.num_frames, hw, model.cfg.num_frames, decoder_for, with_motion)
-
-
-def evaluate_pairs(examples, pairs, opened, model, *, size: int, square_ok: bool, scale_rule: str,
-                   motion_error: str, with_motion: bool) -> dict:
-  """pair_protocol.evaluate_pairs for a D4RT network: per-pair metrics of `predict`, {metric: [value per pair]}."""
-  pred1, pred2 = predict(examples, pairs, opened, model, size=size, square_ok=square_ok, with_motion=with_motion)
-  return score_pairs(examples, pred1, pred2, scale_rule=scale_rule, motion_error=motion_error,
-                     with_motion=with_motion)

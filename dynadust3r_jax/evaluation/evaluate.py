@@ -4,8 +4,9 @@ Sequences run one by one (a progress bar over them); each finished one is stored
 and skipped by a rerun with the same settings, so a crashed evaluation continues where it stopped. A
 sequence the reader or the ground truth cannot serve (an unreadable file, NaN cameras, no tracks) is
 skipped, counted and named in results.json with its reason; a wrong root or a setting that cannot work is
-one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py; a D4RT
-checkpoint runs the pairs protocol (d4rt_pairs.py) and the video one (inference/d4rt_scene.py), not co3d's.
+one error before any sequence runs. Protocols: pair_protocol.py, video_protocol.py, co3d_protocol.py; which
+of them a checkpoint runs, and how it predicts in them, its family says (families/: `protocols`,
+`predict_pairs`, `reconstruct_frames`).
 """
 import importlib
 import os
@@ -20,19 +21,16 @@ from data.pipeline import find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
 from dynadust3r_jax import families
-from dynadust3r_jax.evaluation import co3d_protocol, d4rt_pairs, pair_protocol, video_protocol
+from dynadust3r_jax.evaluation import co3d_protocol, pair_protocol, video_protocol
 from dynadust3r_jax.evaluation.depth import ALIGNMENTS, weighted_average
 from dynadust3r_jax.evaluation.depth_motion import MOTION_ERRORS, SCALE_RULES
 from dynadust3r_jax.evaluation.results import SequenceStore, write_results
 from dynadust3r_jax.inference.global_align import lr_schedule
 from dynadust3r_jax.inference.pairs import pair_indices
-from dynadust3r_jax.inference.reconstruct import model_from_config
-from dynadust3r_jax.model.d4rt import D4RTConfig
-from dynadust3r_jax.pretrained import load_config
+from dynadust3r_jax.pretrained import load_config, model_from_config
 
 PROTOCOLS = {'stereo4d': 'pairs', 'adt': 'pairs', 'dynamic_replica': 'pairs', 'bonn': 'video', 'sintel': 'video',
              'co3d': 'relative_pose'}
-D4RT_PROTOCOLS = ('pairs', 'video')  # what a D4RT checkpoint runs (d4rt_pairs.py; video: d4rt_scene.py)
 # benchmark → (reader module of data/sequence.py's contract, the config.data fields it takes; 'sequences' is
 # passed only when set, so the reader's default set applies otherwise: Bonn's five of MonST3R)
 READERS = {'adt': ('data.tapvid3d', ()), 'dynamic_replica': ('data.dynamic_replica', ('split',)),
@@ -87,19 +85,17 @@ def _check(config):
 
 
 def _model(config):
-  """model_from_config's network; a D4RT checkpoint's config.json is checked first (before its weights load):
-  it runs the protocols of D4RT_PROTOCOLS only, and a pair must fit in one of its clips."""
+  """model_from_config's model handle, once the checkpoint's config.json says its family runs this benchmark's
+  protocol with these settings (before the weights load)."""
   cfg = load_config(config.checkpoint)
-  if isinstance(cfg, D4RTConfig):
-    protocol = PROTOCOLS[config.benchmark]
-    if protocol not in D4RT_PROTOCOLS:
-      raise ValueError(f'config.checkpoint={config.checkpoint}: a D4RT model; the {protocol} protocol of '
-                       f'{config.benchmark} takes DUSt3R-family checkpoints for now (D4RT runs the pairs and '
-                       'video protocols: --config=configs/evaluate.py:stereo4d, adt, dynamic_replica, bonn or sintel)')
-    if protocol == 'pairs' and config.pairs.max_gap >= cfg.num_frames:
-      raise ValueError(f'config.pairs.max_gap={config.pairs.max_gap}: both frames of a pair must be in one D4RT '
-                       f'clip of {cfg.num_frames} frames (the checkpoint\'s num_frames); give '
-                       f'--config.pairs.max_gap<={cfg.num_frames - 1}')
+  family, protocol = families.of(cfg), PROTOCOLS[config.benchmark]
+  family.check_inference(config)
+  if protocol not in family.protocols:
+    runs = sorted(b for b, p in PROTOCOLS.items() if p in family.protocols)
+    raise ValueError(f'config.checkpoint={config.checkpoint}: a {family.arch} model; the {protocol} protocol of '
+                     f'{config.benchmark} is not one it runs (it runs {", ".join(family.protocols)}: '
+                     f'--config=configs/evaluate.py:{" / ".join(runs)})')
+  family.check_evaluate(config, cfg, protocol)
   return model_from_config(config)
 
 
@@ -150,12 +146,11 @@ def _run_pairs(config, model, with_motion, name, opened):
     examples = pair_protocol.sequence_examples(opened, pairs, config.image_size, config.square_ok)
   if not examples:
     raise BadClip('fewer than two frames')
-  scoring = dict(scale_rule=p.scale, motion_error=p.motion_error, with_motion=with_motion)
-  if isinstance(model.config, D4RTConfig):
-    metrics = d4rt_pairs.evaluate_pairs(examples, pairs, opened, model.module, size=config.image_size,
-                                        square_ok=config.square_ok, **scoring)
-  else:
-    metrics = pair_protocol.evaluate_pairs(examples, model, batch_size=config.batch_size, **scoring)
+  pred1, pred2 = model.family.predict_pairs(model, examples, pairs, opened, size=config.image_size,
+                                            square_ok=config.square_ok, batch_size=config.batch_size,
+                                            with_motion=with_motion)
+  metrics = pair_protocol.score_pairs(examples, pred1, pred2, scale_rule=p.scale, motion_error=p.motion_error,
+                                      with_motion=with_motion)
   return {'pairs': [list(x) for x in pairs], 'metrics': metrics,
           'mean': {k: _nanmean(v) for k, v in metrics.items()}}
 
@@ -201,7 +196,7 @@ def evaluate(config, workdir: str) -> dict:
   _check(config)
   os.makedirs(workdir, exist_ok=True)
   model = _model(config)
-  family = families.of(model.config)
+  family = model.family
   with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
   if with_motion and not family.predicts_motion:
     raise ValueError(f'config.checkpoint={config.checkpoint}: a {family.arch} model has no motion heads, so motion '

@@ -74,19 +74,27 @@ def _view(img, idx):
   return {'img': img[None], 'true_shape': np.array([[h, w]], np.int32), 'idx': idx, 'instance': str(idx)}
 
 
-def evaluate_pairs(examples, model, *, batch_size: int, scale_rule: str, motion_error: str,
-                   with_motion: bool) -> dict:
-  """Per-pair metrics of a sequence's examples: {metric: [value per pair]} (NaN where a pair has no GT)."""
+def predict_pairs(examples, model, *, batch_size: int, with_motion: bool) -> tuple[dict, dict]:
+  """(pred1, pred2) of a pair model (a DUSt3R-family model handle) for a sequence's examples, stacked (B, H, W, ...):
+  view 1 = the example's img1, view 2 = img2, batched inference with QUERY_TIMES where motion is scored."""
   pairs = [(_view(ex['img1'], 2 * e), _view(ex['img2'], 2 * e + 1)) for e, ex in enumerate(examples)]
   query_times = pair_query_times(len(pairs), QUERY_TIMES) if with_motion else None
   out = inference(pairs, model, batch_size=batch_size, query_times=query_times, progress=False)
-  return score_pairs(examples, out['pred1'], out['pred2'], scale_rule=scale_rule, motion_error=motion_error,
+  return out['pred1'], out['pred2']
+
+
+def evaluate_pairs(examples, model, *, batch_size: int, scale_rule: str, motion_error: str,
+                   with_motion: bool) -> dict:
+  """Per-pair metrics of a pair model on a sequence's examples: {metric: [value per pair]} (NaN where a pair has
+  no GT)."""
+  pred1, pred2 = predict_pairs(examples, model, batch_size=batch_size, with_motion=with_motion)
+  return score_pairs(examples, pred1, pred2, scale_rule=scale_rule, motion_error=motion_error,
                      with_motion=with_motion)
 
 
 def score_pairs(examples, pred1, pred2, *, scale_rule: str, motion_error: str, with_motion: bool) -> dict:
   """Per-pair metrics of predictions stacked over the examples (B, H, W, ...) against their GT: {metric: [value
-  per pair]}. Shared by the DUSt3R path above and D4RT's (d4rt_pairs.py)."""
+  per pair]}, whichever family predicted them (families/: predict_pairs above, D4RT's d4rt_pairs.py)."""
   batch = {k: np.stack([ex[k] for ex in examples]) for k in GT_KEYS}
   metrics = pair_metrics(pred1, pred2, batch, scale_rule, motion_error, with_motion)
   return {k: [float(x) for x in np.asarray(v)] for k, v in metrics.items()}

@@ -3,8 +3,8 @@
 A sequence goes through the reconstruction pipeline: load_images' processing of every frame, the pair
 graph (MonST3R's default window of 5, not cyclic), batched inference and DUSt3R's global alignment
 (MonST3R adds flow and smoothness terms to its own aligner; this is DUSt3R's, so rows of DUSt3R-GA are
-the comparable ones; a D4RT checkpoint reconstructs the sequence from its queries instead, as the reconstruct
-job does). The aligned depth maps go back to the GT's pixels: the processed image covers a
+the comparable ones); the model's family decides (families/: `reconstruct_frames`; a D4RT checkpoint
+reconstructs the sequence from its queries instead, as the reconstruct job does). The aligned depth maps go back to the GT's pixels: the processed image covers a
 centred crop of the original, so each depth map is resized (cv2 INTER_CUBIC, as MonST3R's notebook) to
 that crop's size in original pixels and compared with the GT inside the crop (without a crop, as for
 Bonn's 640×480 → 512×384, this is exactly MonST3R's resize to the GT size). Depth metrics:
@@ -19,11 +19,7 @@ from evo.core.geometry import GeometryException
 
 from dynadust3r_jax.evaluation.depth import depth_evaluation, resize_to
 from dynadust3r_jax.evaluation.trajectory import trajectory_metrics
-from dynadust3r_jax.inference import d4rt_scene
-from dynadust3r_jax.inference.global_align import global_align
 from dynadust3r_jax.inference.images import load_arrays
-from dynadust3r_jax.inference.inference import inference
-from dynadust3r_jax.inference.pairs import make_pairs
 
 TRAJECTORY_METRICS = ('ate', 'rpe_trans', 'rpe_rot')
 
@@ -38,16 +34,13 @@ def crop_window(view) -> tuple[slice, slice]:
 
 
 def reconstruct_sequence(seq, model, frames, *, size, square_ok, scene_graph, niter, lr, schedule, batch_size):
-  """The aligned scene of `frames` of a Sequence, with the processed views. A D4RT model reconstructs the
-  frames as one video (inference/d4rt_scene.py, its defaults: clips of its num_frames, a quarter overlapping);
-  the graph and alignment settings are then unused."""
+  """The scene of `frames` of a Sequence, with the processed views: `model.family.reconstruct_frames` (model: a
+  model handle, pretrained.Predictor; DUSt3R's pair graph + global alignment, D4RT's clips)."""
   imgs = load_arrays([seq.load_image(t) for t in frames], [seq.frames[t] for t in frames], size=size,
                      square_ok=square_ok)
-  if d4rt_scene.is_d4rt(model):
-    return d4rt_scene.reconstruct_views(model, imgs, with_motion=False), imgs
-  pairs = make_pairs(imgs, scene_graph, None, symmetrize=True)
-  output = inference(pairs, model, batch_size=batch_size, progress=False)
-  return global_align(output, niter=niter, lr=lr, schedule=schedule, init='mst'), imgs
+  scene = model.family.reconstruct_frames(model, imgs, scene_graph=scene_graph, niter=niter, lr=lr,
+                                          schedule=schedule, batch_size=batch_size)
+  return scene, imgs
 
 
 def evaluate_video(seq, model, video, *, size, square_ok, batch_size, with_poses) -> dict:

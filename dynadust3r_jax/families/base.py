@@ -36,6 +36,7 @@ class Family:
   input_keys: tuple = ()         # batch entries its forward reads
   target_keys: tuple = ()        # batch entries its loss and validation read
   predicts_motion: bool = False  # 3D motion outputs (scene flow, tracks): motion metrics and exports apply
+  protocols: tuple = ()          # evaluation protocols its checkpoints run (evaluation/evaluate.py PROTOCOLS)
 
   # --- configs ----------------------------------------------------------------------------------------------
 
@@ -113,4 +114,21 @@ class Family:
 
   def reconstruct(self, config, model, imgs, stages) -> Reconstruction:
     """The images (load_images' views) → an aligned scene; `stages(name)` times each of its stages."""
+    raise NotImplementedError(self.arch)
+
+  # --- evaluation (evaluation/evaluate.py and its protocols; `model`: a model handle, pretrained.Predictor) ---
+
+  def check_evaluate(self, config, cfg, protocol: str):
+    """One error for an evaluate config this family's checkpoint (cfg: its config.json) cannot run, before the
+    weights load; the protocol is one of `protocols`."""
+
+  def predict_pairs(self, model, examples, pairs, opened, *, size: int, square_ok: bool, batch_size: int,
+                    with_motion: bool) -> tuple[dict, dict]:
+    """(pred1, pred2) stacked (B, H, W, ...) for the pairs protocol's examples of frame pairs `pairs` of the opened
+    sequence (evaluation/pair_protocol.py); size, square_ok: how the examples' images were processed."""
+    raise NotImplementedError(self.arch)
+
+  def reconstruct_frames(self, model, imgs, *, scene_graph: str, niter: int, lr: float, schedule: str,
+                         batch_size: int):
+    """A Scene of a sequence's processed frames for the video and pose protocols (no motion, no exports)."""
     raise NotImplementedError(self.arch)

@@ -7,6 +7,7 @@ from dynadust3r_jax.families.dust3r import DUSt3R
 class CroCo(DUSt3R):
   arch = 'CroCoNet'
   data_kinds = ()
+  protocols = ()
 
   describe = Family.describe  # no head to name
 

@@ -5,9 +5,10 @@ overlapping clips, each encoded once; cameras, depth, points and next-frame moti
 joined by Sim(3)."""
 import functools
 
-from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS, d4rt_loss
 from absl import logging
 
+from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS, d4rt_loss
+from dynadust3r_jax.evaluation import d4rt_pairs
 from dynadust3r_jax.families.base import Family, Reconstruction
 from dynadust3r_jax.inference import d4rt_scene
 from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
@@ -22,6 +23,7 @@ class D4RT(Family):
   config_class = D4RTConfig
   data_kinds = ('d4rt',)
   predicts_motion = True
+  protocols = ('pairs', 'video')  # pairs: d4rt_pairs.py; video: the reconstruct job's clips (d4rt_scene.py)
   input_keys = ('video', 'aspect_ratio', 'query_uv', 'query_t')
   target_keys = ('target_xyz', 'target_uv', 'target_vis', 'target_disp', 'target_normal', 'mask_3d', 'mask_uv',
                  'mask_vis', 'mask_normal')
@@ -58,7 +60,6 @@ class D4RT(Family):
       return d4rt_pictures.save_pictures(path, batch, d4rt_pictures.predict(graphdef, params, batch), step, val_loss)
     return draw
 
-
   def check_reconstruct(self, config):
     if config.known_cameras:
       raise ValueError(f'config.known_cameras={config.known_cameras}: known cameras are used by the global '
@@ -75,6 +76,22 @@ class D4RT(Family):
     return Reconstruction(scene, imgs, summary={'clips': [list(c) for c in scene.clips],
                                                 'clip_scales': scene.clip_scales},
                           motion=lambda: d4rt_scene.motion_records(scene))
+
+  def check_evaluate(self, config, cfg, protocol):
+    if protocol == 'pairs' and config.pairs.max_gap >= cfg.num_frames:
+      raise ValueError(f'config.pairs.max_gap={config.pairs.max_gap}: both frames of a pair must be in one D4RT '
+                       f'clip of {cfg.num_frames} frames (the checkpoint\'s num_frames); give '
+                       f'--config.pairs.max_gap<={cfg.num_frames - 1}')
+
+  def predict_pairs(self, model, examples, pairs, opened, *, size, square_ok, batch_size, with_motion):
+    del batch_size  # one encoder pass per clip window, its queries in chunks
+    return d4rt_pairs.predict(examples, pairs, opened, model, size=size, square_ok=square_ok, with_motion=with_motion)
+
+  def reconstruct_frames(self, model, imgs, *, scene_graph, niter, lr, schedule, batch_size):
+    """The frames as one video (clips of the model's num_frames, a quarter overlapping, joined by Sim(3)); the
+    pair graph and the alignment settings do not apply."""
+    del scene_graph, niter, lr, schedule, batch_size
+    return d4rt_scene.reconstruct_views(model, imgs, with_motion=False)
 
 
 def _loss(weights, outputs, batch):

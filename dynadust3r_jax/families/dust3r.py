@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from dynadust3r_jax.evaluation import pair_protocol
 from dynadust3r_jax.evaluation.pair_pose import pair_pose_metrics
 from dynadust3r_jax.families.base import Family, Reconstruction
 from dynadust3r_jax.inference.export import read_known_cameras
@@ -32,6 +33,7 @@ class DUSt3R(Family):
   data_kinds = ('stereo4d', 'multiview')
   input_keys = ('img1', 'img2', 'true_shape1', 'true_shape2')
   target_keys = ('pts3d1', 'pts3d2', 'valid1', 'valid2', 'camera_pose1', 'camera_pose2')
+  protocols = ('pairs', 'video', 'relative_pose')
 
   def describe(self, cfg) -> str:
     return f'{self.arch} ({cfg.head_type} head, {cfg.dtype}, attention {cfg.attention_impl})'
@@ -72,7 +74,6 @@ class DUSt3R(Family):
       return save_pictures(path, batch, res1, step, val_loss)
     return draw
 
-
   def query_times(self, config, num_pairs):
     """Per-pair query times of the inference (None: the model takes none)."""
     del config, num_pairs
@@ -110,6 +111,16 @@ class DUSt3R(Family):
                      if config.known_cameras else '')
     return Reconstruction(scene, imgs, pairs,
                           motion=self.pair_motion(config, output, scene, query_times, known_poses))
+
+  def predict_pairs(self, model, examples, pairs, opened, *, size, square_ok, batch_size, with_motion):
+    del pairs, opened, size, square_ok  # each example holds both processed frames
+    return pair_protocol.predict_pairs(examples, model, batch_size=batch_size, with_motion=with_motion)
+
+  def reconstruct_frames(self, model, imgs, *, scene_graph, niter, lr, schedule, batch_size):
+    """The symmetrized pair graph, batched inference and the global alignment from the MST init."""
+    output = inference(make_pairs(imgs, scene_graph, None, symmetrize=True), model, batch_size=batch_size,
+                       progress=False)
+    return global_align(output, niter=niter, lr=lr, schedule=schedule, init='mst')
 
 
 def _memory_budget(config) -> float:

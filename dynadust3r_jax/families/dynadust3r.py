@@ -29,7 +29,6 @@ class DynaDUSt3R(DUSt3R):
     del config
     return lambda outputs, batch: dynadust3r_metrics(*outputs, batch)
 
-
   def query_times(self, config, num_pairs):
     return motion.pair_query_times(num_pairs, config.query_times)
 

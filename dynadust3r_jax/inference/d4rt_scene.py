@@ -23,12 +23,12 @@ training data) with the aspect ratio w/h of the processed view.
 import dataclasses
 
 import numpy as np
+from flax import nnx
 
 from dynadust3r_jax.common.geometry import similarity_matrix, umeyama
 from dynadust3r_jax.common.video import crop_resize
 from dynadust3r_jax.inference import d4rt
 from dynadust3r_jax.inference.global_align import Scene
-from dynadust3r_jax.model.d4rt import D4RT, D4RTConfig
 
 TOP_FRACTION = 0.85  # App. B: the Sim(3) fit uses the top 85% most confident points of the overlap
 
@@ -66,19 +66,12 @@ def view_frames(views) -> tuple[np.ndarray, int, int]:
   return np.round((frames + 1) * 127.5).clip(0, 255).astype(np.uint8), h, w
 
 
-def is_d4rt(model) -> bool:
-  """Whether `model` is one reconstruct_views takes: load_model's Predictor of a D4RT checkpoint, a D4RT
-  network, or a clip opener (a callable with `num_frames`: open_clip(frame_ids (T,)) → decode, e.g. exact
-  geometry for tests)."""
-  return (isinstance(getattr(model, 'config', None), D4RTConfig) or isinstance(model, D4RT)
-          or (callable(model) and hasattr(model, 'num_frames')))
-
-
 def clip_opener(model, frames, chunk=d4rt.DEFAULT_CHUNK):
-  """(open_clip, T): open_clip(frame_ids (T,)) → a decode callable of those frames (for a D4RT network: a
-  Decoder of the frames resized to img_size²); T frames per clip."""
+  """(open_clip, T) of `model`: load_model's Predictor of a D4RT checkpoint or a D4RT network (open_clip(frame_ids
+  (T,)) → a Decoder of those frames resized to img_size²), or a clip opener itself (a callable with `num_frames`:
+  open_clip(frame_ids) → decode, e.g. exact geometry for tests); T frames per clip."""
   model = getattr(model, 'module', model)  # a Predictor's network
-  if not isinstance(model, D4RT):
+  if not isinstance(model, nnx.Module):
     return model, int(model.num_frames)
   size = model.cfg.img_size
   h, w = frames.shape[1:3]
@@ -118,7 +111,7 @@ def reconstruct_views(model, views, *, overlap: int | None = None, grid: int = 3
                       with_motion: bool = True) -> D4RTScene:
   """The D4RT scene of processed views of one size (a video's frames in time order; module docstring).
 
-  model: see is_d4rt. overlap: frames shared by consecutive clips (default T // 4, at least 1)."""
+  model: see clip_opener. overlap: frames shared by consecutive clips (default T // 4, at least 1)."""
   frames, h, w = view_frames(views)
   n = len(frames)
   open_clip, T = clip_opener(model, frames, chunk)

@@ -18,11 +18,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from dynadust3r_jax import families
 from dynadust3r_jax.inference import motion, postprocess
 from dynadust3r_jax.inference.export import export_all
 from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
-from dynadust3r_jax.pretrained import load_model, runtime_defaults
+from dynadust3r_jax.pretrained import model_from_config
 
 SUMMARY_FILE = 'summary.json'
 
@@ -55,15 +54,6 @@ def _inputs(inputs: str):
   return inputs
 
 
-def model_from_config(config):
-  """load_model(config.checkpoint) with config.dtype / attention_impl ('auto': by backend); one error for a
-  model its family cannot run here (CroCo: no 3D head)."""
-  dtype, attention = runtime_defaults(config.dtype, config.attention_impl)
-  model = load_model(config.checkpoint, dtype=dtype, attention_impl=attention)
-  families.of(model.config).check_inference(config)
-  return model
-
-
 def _peak_memory() -> dict:
   stats = jax.devices()[0].memory_stats() or {}
   return {'peak_device_bytes': stats.get('peak_bytes_in_use'),
@@ -76,10 +66,9 @@ def reconstruct(config, workdir: str) -> dict:
   stages = _Stages()
   with stages('model'):
     model = model_from_config(config)
-  cfg = model.config
-  family = families.of(cfg)
+  family = model.family
   family.check_reconstruct(config)
-  logging.info('model: %s from %s', family.describe(cfg), config.checkpoint)
+  logging.info('model: %s from %s', family.describe(model.config), config.checkpoint)
   with stages('images'):
     source = _inputs(config.inputs)
     imgs = load_images(source, size=config.image_size, square_ok=config.square_ok,
