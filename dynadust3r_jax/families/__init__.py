@@ -3,6 +3,7 @@
     family = families.of(cfg)                         # a model config's family (cfg.arch)
     family = families.for_arch(fields['arch'])        # config.json's
     family, cfg = families.for_training(config)       # a training config's (config.model_family + config.model)
+    family = families.for_source(source.arch)         # a PyTorch checkpoint's (the converter)
 
 A new family: a module with a `Family` subclass, registered with `register(MyFamily())` (below for the
 project's own; a user's module may call it itself).
@@ -34,6 +35,19 @@ def for_arch(arch: str) -> Family:
 def of(cfg) -> Family:
   """The family of a model config (ModelConfig, D4RTConfig, ...: its `arch`)."""
   return for_arch(cfg.arch)
+
+
+def for_source(arch: str) -> Family:
+  """The family that converts PyTorch checkpoints of `arch` (convert/sources.Source.arch)."""
+  for family in _REGISTRY.values():
+    if arch in family.source_archs:
+      return family
+  raise ValueError(f'no model family converts {arch!r} checkpoints; known: {source_archs()}')
+
+
+def source_archs() -> tuple:
+  """Every checkpoint architecture the converter reads, in registration order."""
+  return tuple(a for family in _REGISTRY.values() for a in family.source_archs)
 
 
 def config_classes() -> dict:

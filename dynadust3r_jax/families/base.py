@@ -27,6 +27,17 @@ class Reconstruction:
   motion: Callable | None = None  # () -> motion records (inference/motion.py), called after post-processing
 
 
+@dataclasses.dataclass
+class Conversion:
+  """What a family makes of a PyTorch checkpoint (convert/checkpoint.py writes it as a model directory)."""
+  cfg: object                    # the architecture to convert into
+  tensors: dict                  # PyTorch-style key → array in the model's layout, what convert/params.plan maps
+  fresh: tuple = ()              # parameter-path prefixes that may keep their fresh initialisation (seed)
+  unused: tuple = ()             # tensor-key prefixes that may go unused
+  ignored: list = dataclasses.field(default_factory=list)  # source keys read and deliberately dropped
+  notes: list = dataclasses.field(default_factory=list)    # for the summary line
+
+
 class Family:
   """Defaults shared by every family; a family overrides what is its own."""
   arch: str = ''                 # its config.json "arch" (one per family); what logs and summaries call the model
@@ -37,6 +48,7 @@ class Family:
   target_keys: tuple = ()        # batch entries its loss and validation read
   predicts_motion: bool = False  # 3D motion outputs (scene flow, tracks): motion metrics and exports apply
   protocols: tuple = ()          # evaluation protocols its checkpoints run (evaluation/evaluate.py PROTOCOLS)
+  source_archs: tuple = ()       # architectures of the PyTorch checkpoints it converts (convert/sources.Source.arch)
 
   # --- configs ----------------------------------------------------------------------------------------------
 
@@ -56,6 +68,10 @@ class Family:
     """One line for logs: the model and its runtime options."""
     return f'{self.arch} ({cfg.dtype}, attention {cfg.attention_impl})'
 
+  def describe_architecture(self, cfg) -> str:
+    """The architecture in one line (the converter's summary)."""
+    return self.arch
+
   # --- networks ---------------------------------------------------------------------------------------------
 
   def build(self, cfg, seed: int = 0) -> nnx.Module:
@@ -69,6 +85,11 @@ class Family:
   def for_inference(self, cfg):
     """cfg as a loaded model runs it (DUSt3R: the inference patch embedding)."""
     return cfg
+
+  def conversion(self, source, model: str | None) -> Conversion:
+    """A checkpoint of one of `source_archs` (convert/sources.Source) as this family's model; `model`: the
+    converter's --model (another architecture to load it into), None for the checkpoint's own."""
+    raise NotImplementedError(self.arch)
 
   # --- training ---------------------------------------------------------------------------------------------
 

@@ -11,6 +11,9 @@ class CroCo(DUSt3R):
 
   describe = Family.describe  # no head to name
 
+  def kind(self, cfg) -> str:
+    return 'CroCo v2'
+
   def check_inference(self, config):
     raise ValueError(f'config.checkpoint={config.checkpoint}: a CroCo v2 (pretraining) network has no 3D head; '
                      'give a DUSt3R or DynaDUSt3R checkpoint')

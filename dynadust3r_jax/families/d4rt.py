@@ -7,12 +7,16 @@ import functools
 
 from absl import logging
 
+from dynadust3r_jax.convert import videomae
+from dynadust3r_jax.convert.sources import VIDEOMAE
 from dynadust3r_jax.d4rt_losses import D4RT_WEIGHTS, d4rt_loss
 from dynadust3r_jax.evaluation import d4rt_pairs
-from dynadust3r_jax.families.base import Family, Reconstruction
+from dynadust3r_jax.families.base import Conversion, Family, Reconstruction
 from dynadust3r_jax.inference import d4rt_scene
 from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
 
+# parameters a VideoMAE checkpoint does not provide: freshly initialised (seed) and reported
+FRESH = ('encoder.ar_embed.', 'query_embed.', 'decoder.', 'head.')
 # config.data.d4rt keys that repeat config.model's: the clips must be the model's
 DATA_KEYS = {'num_frames': 'num_frames', 'size': 'img_size'}
 
@@ -23,6 +27,7 @@ class D4RT(Family):
   config_class = D4RTConfig
   data_kinds = ('d4rt',)
   predicts_motion = True
+  source_archs = (VIDEOMAE,)      # its encoder from VideoMAE (convert/videomae.py)
   protocols = ('pairs', 'video')  # pairs: d4rt_pairs.py; video: the reconstruct job's clips (d4rt_scene.py)
   input_keys = ('video', 'aspect_ratio', 'query_uv', 'query_t')
   target_keys = ('target_xyz', 'target_uv', 'target_vis', 'target_disp', 'target_normal', 'mask_3d', 'mask_uv',
@@ -42,6 +47,22 @@ class D4RT(Family):
 
   def describe(self, cfg) -> str:
     return f'{self.arch} ({cfg.num_frames}-frame clips at {cfg.img_size}², {cfg.dtype}, attention {cfg.attention_impl})'
+
+  def describe_architecture(self, cfg) -> str:
+    return (f'{self.arch} (encoder {cfg.enc_depth}x{cfg.enc_embed_dim}/{cfg.enc_num_heads}h, tubelet '
+            f'{"x".join(map(str, cfg.tubelet))}; decoder {cfg.dec_depth}x{cfg.dec_embed_dim}/{cfg.dec_num_heads}h; '
+            f'{cfg.num_frames} frames at {cfg.img_size}^2)')
+
+  def conversion(self, source, model):
+    """A VideoMAE folder: the encoder from it (every key mapped or ignored), the aspect-ratio token, query
+    embedding, decoder and head fresh; `model` picks the decoder (videomae.videomae_config)."""
+    cfg = videomae.videomae_config(source, model)
+    tensors, ignored, notes = videomae.videomae_tensors(source, cfg)
+    fresh = FRESH
+    if 'encoder.norm.weight' not in tensors:  # use_mean_pooling: VideoMAE's encoder has no final LayerNorm
+      fresh += ('encoder.norm.',)
+      notes.append('encoder.norm fresh (scale 1, bias 0): the checkpoint mean-pools, no final layernorm')
+    return Conversion(cfg, tensors, fresh=fresh, ignored=ignored, notes=notes)
 
   def build(self, cfg, seed: int = 0):
     return build_d4rt(cfg, seed)

@@ -14,9 +14,12 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from dynadust3r_jax.common.torch_checkpoint import CheckpointError
+from dynadust3r_jax.convert.constructor import parse_constructor
+from dynadust3r_jax.convert.sources import make_config
 from dynadust3r_jax.evaluation import pair_protocol
 from dynadust3r_jax.evaluation.pair_pose import pair_pose_metrics
-from dynadust3r_jax.families.base import Family, Reconstruction
+from dynadust3r_jax.families.base import Conversion, Family, Reconstruction
 from dynadust3r_jax.inference.export import read_known_cameras
 from dynadust3r_jax.inference.global_align import global_align, memory_bytes
 from dynadust3r_jax.inference.inference import inference
@@ -24,6 +27,10 @@ from dynadust3r_jax.inference.pair_viewer import pair_viewer
 from dynadust3r_jax.inference.pairs import duplicate_if_single, make_pairs
 from dynadust3r_jax.losses import dust3r_loss, scale_shift_inv_loss
 from dynadust3r_jax.model import ModelConfig, build_model
+
+# With --model, parameters that may be left to their fresh initialisation and source tensors that may go unused
+# (DUSt3R's `load_state_dict(strict=False)` when starting a new head).
+HEADS = ('downstream_head', 'prediction_head', 'motion_head')
 
 
 class DUSt3R(Family):
@@ -37,6 +44,30 @@ class DUSt3R(Family):
 
   def describe(self, cfg) -> str:
     return f'{self.arch} ({cfg.head_type} head, {cfg.dtype}, attention {cfg.attention_impl})'
+
+  def kind(self, cfg) -> str:
+    """What the model is, in words (the converter's summary)."""
+    return f'DUSt3R {cfg.head_type} head'
+
+  def describe_architecture(self, cfg) -> str:
+    return (f'{cfg.arch} ({self.kind(cfg)}; encoder {cfg.enc_depth}x{cfg.enc_embed_dim}/{cfg.enc_num_heads}h, '
+            f'decoder {cfg.dec_depth}x{cfg.dec_embed_dim}/{cfg.dec_num_heads}h)')
+
+  @property
+  def source_archs(self) -> tuple:
+    return (self.arch,)  # its own checkpoints (the constructor string or tensor shapes say which: sources.py)
+
+  def conversion(self, source, model):
+    """The checkpoint's own architecture, or --model's (any of ModelConfig's: CroCo → DUSt3R initialises the
+    heads freshly and leaves CroCo's prediction head unused)."""
+    if not model:
+      return Conversion(source.config(), source.state_dict)
+    try:
+      arch, kwargs = parse_constructor(model)
+    except ValueError as e:
+      raise CheckpointError(f'--model: {e}') from None
+    return Conversion(make_config(arch, kwargs, source.state_dict, '--model'), source.state_dict, fresh=HEADS,
+                      unused=HEADS)
 
   def build(self, cfg, seed: int = 0):
     return build_model(cfg, seed)

@@ -19,6 +19,9 @@ class DynaDUSt3R(DUSt3R):
   input_keys = (*DUSt3R.input_keys, 'query_times')
   target_keys = (*DUSt3R.target_keys, *MOTION_TARGETS)
 
+  def kind(self, cfg) -> str:
+    return f'DynaDUSt3R, time embedding {cfg.time_pos_emb_dim}'
+
   def forward(self, model, batch):
     return model(*self.views(batch), batch['query_times'])
 
