@@ -4,10 +4,11 @@
   python main.py --config=configs/d4rt.py:tiny --workdir=runs/d4rt_tiny --config.data.root=...
   python main.py --config=configs/d4rt.py:demo --workdir=runs/d4rt_demo    # synthetic clips, 2 CPU cores
 
-The model is D4RT's (dynadust3r_jax/model/d4rt/: config.model holds D4RTConfig fields, those of the named
-size 'g' here, 'tiny' in the tiny/demo variants; another size: set its fields); the data are D4RT examples of
-the Stereo4D clips (data/d4rt.py: config.data.d4rt are its options; its num_frames and size must equal
-config.model.num_frames and img_size, which the trainer checks); the loss is dynadust3r_jax/d4rt_losses.py with
+The model is D4RT's (dynadust3r_jax/model/d4rt/: config.model names one of its sizes, `size`, 'g' here, 'tiny'
+in the tiny/demo variants, and any D4RTConfig field that differs from the size's, e.g. img_size and num_frames;
+another size: --config.model.size=L); the data are D4RT examples of
+the Stereo4D clips (data/d4rt.py: config.data.d4rt are its sampling options; the clips take config.model's
+num_frames and img_size); the loss is dynadust3r_jax/d4rt_losses.py with
 config.d4rt_weights, every term's weight (the paper's, but λnormal = 0: Stereo4D has no normals; the keys '3d'
 and '2d' are set as `--config.d4rt_weights['3d']=0.5`). AdamW (wd 0.03), 2.5k warmup steps to 1e-4, cosine to
 1e-6, global gradient clip 10 (spec §7). Initialisation from VideoMAE: convert the checkpoint with
@@ -15,24 +16,13 @@ convert_weights.py, then --config.init_checkpoint=<the converted directory>.
 """
 import ml_collections
 
-# named sizes of dynadust3r_jax/model/d4rt/config.py, as plain data (configs import nothing of the project)
-SIZES = {
-    'g': dict(enc_embed_dim=1408, enc_depth=40, enc_num_heads=16, enc_mlp_ratio=48 / 11,
-              dec_embed_dim=1280, dec_depth=8, dec_num_heads=16, dec_mlp_ratio=3.5),
-    'L': dict(enc_embed_dim=1024, enc_depth=24, enc_num_heads=16, enc_mlp_ratio=4.0,
-              dec_embed_dim=1280, dec_depth=6, dec_num_heads=16, dec_mlp_ratio=3.5),
-    'tiny': dict(enc_embed_dim=64, enc_depth=4, enc_num_heads=4, enc_mlp_ratio=4.0,
-                 dec_embed_dim=64, dec_depth=2, dec_num_heads=4, dec_mlp_ratio=4.0),
-}
-
-
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.mode = 'train'
   c.seed = 0
   c.init_checkpoint = ''
   c.model_family = 'd4rt'
-  c.model = ml_collections.ConfigDict(dict(SIZES['g'], img_size=256, num_frames=48))
+  c.model = ml_collections.ConfigDict(dict(size='g', img_size=256, num_frames=48))
   c.model.dtype = 'bfloat16'
   c.model.attention_impl = 'cudnn'
   c.model.remat_policy = 'dots_no_batch'
@@ -43,7 +33,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.data.train_split, c.data.val_split = 'train', 'test'
   c.data.max_frame_window = 60      # (find_clips: clips with fewer than 3 frames are left out)
   c.data.num_workers = 8
-  c.data.d4rt = ml_collections.ConfigDict(dict(num_frames=48, size=256, num_queries=2048, max_stride=4))
+  c.data.d4rt = ml_collections.ConfigDict(dict(num_queries=2048, max_stride=4))  # clips: config.model's shape
   c.data.synthetic = ml_collections.ConfigDict(dict(num_clips=0, num_frames=0, size=0))  # demo only
 
   c.batch_size = 64                 # clips per step (the paper: 1 per chip x 64 chips)
@@ -65,9 +55,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.picture_every = 5_000
 
   if variant in ('tiny', 'demo'):
-    c.model = ml_collections.ConfigDict(dict(SIZES['tiny'], img_size=32, num_frames=8, dtype='float32',
+    c.model = ml_collections.ConfigDict(dict(size='tiny', img_size=32, num_frames=8, dtype='float32',
                                              attention_impl='xla', remat_policy='none'))
-    c.data.d4rt = ml_collections.ConfigDict(dict(num_frames=8, size=32, num_queries=256, max_stride=2))
+    c.data.d4rt = ml_collections.ConfigDict(dict(num_queries=256, max_stride=2))
     c.data.num_workers = 0
     c.batch_size = 4
     c.num_steps = 2_000

@@ -26,6 +26,13 @@ from dynadust3r_jax.model import ModelConfig, param_count  # noqa: F401 - param_
 CONFIG_FILE = 'config.json'
 PARAMS_DIR = 'params'
 CHECKPOINTS_DIR = 'checkpoints'  # a training workdir's (dynadust3r_jax/train/checkpoint.py)
+BEST_METRIC = 'val_loss'         # what a training checkpoint records; its best step has the lowest
+
+
+def checkpoint_options(**options) -> ocp.CheckpointManagerOptions:
+  """Orbax options of a training workdir's checkpoints/ (written by train/checkpoint.py, read by load_model):
+  the best step is the one with the lowest BEST_METRIC."""
+  return ocp.CheckpointManagerOptions(best_fn=lambda m: m[BEST_METRIC], best_mode='min', **options)
 
 
 def _nested(flat: dict) -> dict:
@@ -171,8 +178,7 @@ def model_from_config(config):
 
 def _training_params(directory: str, target, step: int | None):
   """The parameters of a training run's checkpoint (the `params` of its `state` item, nothing else read)."""
-  options = ocp.CheckpointManagerOptions(create=False, best_fn=lambda m: m['val_loss'], best_mode='min')
-  with ocp.CheckpointManager(directory, options=options, item_names=('state',)) as manager:
+  with ocp.CheckpointManager(directory, options=checkpoint_options(create=False), item_names=('state',)) as manager:
     steps = manager.all_steps()
     if step is None:
       step = manager.best_step() if manager.best_step() is not None else manager.latest_step()

@@ -20,7 +20,7 @@ SKIP_KEY = 'num_skipped'
 @dataclasses.dataclass
 class Reconstruction:
   """What a family's reconstruct path hands the reconstruct job (inference/reconstruct.py)."""
-  scene: object                  # an inference.global_align.Scene (or a subclass)
+  scene: object                  # an inference.scene.Scene (or a subclass)
   imgs: list                     # the views the scene holds (DUSt3R duplicates a single image)
   pairs: list = dataclasses.field(default_factory=list)   # the image pairs inferred (none for clip models)
   summary: dict = dataclasses.field(default_factory=dict)  # the family's own summary.json entries
@@ -63,6 +63,11 @@ class Family:
     if kind not in self.data_kinds:
       raise ValueError(f'config.data.kind={kind!r} for a {self.arch} model (config.model_family / config.model.arch): '
                        f'it trains on {self.data_kinds or "no data kind"}')
+
+  def data_options(self, cfg) -> dict:
+    """Options of its data kind that the model config owns (train/datasets.make passes them to the pipeline)."""
+    del cfg
+    return {}
 
   def describe(self, cfg) -> str:
     """One line for logs: the model and its runtime options."""

@@ -17,7 +17,7 @@ from dynadust3r_jax.model.d4rt import D4RTConfig, build_d4rt
 
 # parameters a VideoMAE checkpoint does not provide: freshly initialised (seed) and reported
 FRESH = ('encoder.ar_embed.', 'query_embed.', 'decoder.', 'head.')
-# config.data.d4rt keys that repeat config.model's: the clips must be the model's
+# data/d4rt.py options the model's config owns (data_options): {data option: D4RTConfig field}
 DATA_KEYS = {'num_frames': 'num_frames', 'size': 'img_size'}
 
 
@@ -34,16 +34,21 @@ class D4RT(Family):
                  'mask_vis', 'mask_normal')
 
   def check_training_config(self, config, cfg):
-    """Also: config.data.d4rt's clip shape is config.model's, config.d4rt_weights names loss terms only."""
+    """Also: a clip shape in config.data.d4rt is config.model's, config.d4rt_weights names loss terms only."""
     super().check_training_config(config, cfg)
     data = config.data.get('d4rt') or {}
     for data_key, model_key in DATA_KEYS.items():
       if data_key in data and data[data_key] != getattr(cfg, model_key):
         raise ValueError(f'config.data.d4rt.{data_key}={data[data_key]} but config.model.{model_key}='
-                         f'{getattr(cfg, model_key)}: the clips must have the model\'s shape (set both to one value)')
+                         f'{getattr(cfg, model_key)}: the clips take the model\'s shape (remove '
+                         f'config.data.d4rt.{data_key})')
     unknown = sorted(set(config.get('d4rt_weights') or {}) - set(D4RT_WEIGHTS))
     if unknown:
       raise ValueError(f'config.d4rt_weights.{unknown[0]}: not a D4RT loss weight; choose from {sorted(D4RT_WEIGHTS)}')
+
+  def data_options(self, cfg) -> dict:
+    """The clips have the model's shape."""
+    return {data_key: getattr(cfg, model_key) for data_key, model_key in DATA_KEYS.items()}
 
   def describe(self, cfg) -> str:
     return f'{self.arch} ({cfg.num_frames}-frame clips at {cfg.img_size}², {cfg.dtype}, attention {cfg.attention_impl})'

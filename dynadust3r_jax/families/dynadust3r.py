@@ -4,12 +4,13 @@ Reconstruction: DUSt3R's, with config.query_times per pair; the motion becomes w
 (inference/motion.py): scene.motion / motion_target per image, and the records of WORKDIR/motion/."""
 import functools
 
+from dynadust3r_jax.common.motion_terms import MOTION_QUERIES
 from dynadust3r_jax.evaluation import dynadust3r_metrics
 from dynadust3r_jax.families.dust3r import DUSt3R, _pair_loss
 from dynadust3r_jax.inference import motion
 from dynadust3r_jax.losses import dynadust3r_loss
 
-MOTION_TARGETS = tuple(f'{p}_{n}' for p in ('target', 'valid') for n in ('l2m', 'r2m', 'l2r', 'r2l'))
+MOTION_TARGETS = tuple(f'{p}_{n}' for p in ('target', 'valid') for n in MOTION_QUERIES)
 
 
 class DynaDUSt3R(DUSt3R):

@@ -28,16 +28,15 @@ from flax import nnx
 from dynadust3r_jax.common.geometry import similarity_matrix, umeyama
 from dynadust3r_jax.common.video import crop_resize
 from dynadust3r_jax.inference import d4rt
-from dynadust3r_jax.inference.global_align import Scene
+from dynadust3r_jax.inference.scene import Scene
 
 TOP_FRACTION = 0.85  # App. B: the Sim(3) fit uses the top 85% most confident points of the overlap
 
 
 @dataclasses.dataclass
 class D4RTScene(Scene):
-  """A Scene (global_align.Scene's fields) plus D4RT's per-frame motion and the clips it came from."""
-  motion: list | None = None                 # [(h, w, 3)] world displacement of each pixel to the next frame
-  motion_target: np.ndarray | None = None    # (N,) the frame each motion goes to (−1: none, the last frame)
+  """A Scene (scene.py) plus D4RT's motion confidence and the clips it came from; its motion: each pixel's world
+  displacement to the next frame (motion_target −1: none, the last frame)."""
   motion_conf: np.ndarray | None = None      # (N, h, w) the motion queries' confidence
   clips: list = dataclasses.field(default_factory=list)       # [(start, stop)] frame ranges, in order
   clip_scales: list = dataclasses.field(default_factory=list)  # each clip's similarity scale into clip 0's world

@@ -20,7 +20,6 @@ backward run together, one chunk at a time, and only the (N,3,A) world points an
 all, with the returned parameters, ≤ 4·A·(8·E + 20·N + 28·edge_chunk) bytes on the device (`memory_bytes`).
 The reference materialises several (E,A,3) tensors instead (dust3r issue #1).
 """
-from dataclasses import dataclass, field
 from functools import partial
 
 import jax
@@ -31,52 +30,10 @@ import optax
 from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.init_known_poses import init_known_poses
 from dynadust3r_jax.inference.init_mst import init_mst
+from dynadust3r_jax.inference.scene import Scene
 
 PARAM_NAMES = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals', 'im_pp')
 FOCAL_BREAK = 20.0
-
-
-@dataclass
-class Scene:
-  """Result of the global alignment (arrays numpy, float32; per-image lists if the images differ in size)."""
-  cam_to_world: np.ndarray      # (N,4,4)
-  focals: np.ndarray            # (N,)
-  principal_points: np.ndarray  # (N,2)
-  intrinsics: np.ndarray        # (N,3,3)
-  depthmaps: np.ndarray         # (N,H,W)
-  pts3d: np.ndarray             # (N,H,W,3) world
-  conf: np.ndarray              # (N,H,W) raw confidence: max over the edges of the image's predictions
-  min_conf_thr: float = 3.0
-  imgs: np.ndarray | None = None  # (N,H,W,3) RGB in [0,1] when the output had images
-  losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (niter,) loss before each step
-  params: dict | None = None    # final raw parameters
-
-  @property
-  def masks(self):
-    """(N,H,W) conf > min_conf_thr."""
-    return [c > self.min_conf_thr for c in self.conf] if isinstance(self.conf, list) else self.conf > self.min_conf_thr
-
-  # DUSt3R's accessor names, so scripts port line by line.
-  def get_im_poses(self):
-    return self.cam_to_world
-
-  def get_focals(self):
-    return self.focals
-
-  def get_principal_points(self):
-    return self.principal_points
-
-  def get_intrinsics(self):
-    return self.intrinsics
-
-  def get_depthmaps(self):
-    return self.depthmaps
-
-  def get_pts3d(self):
-    return self.pts3d
-
-  def get_masks(self):
-    return self.masks
 
 
 def memory_bytes(n_imgs: int, n_edges: int, area: int, edge_chunk: int = 16) -> int:

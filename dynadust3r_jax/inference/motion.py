@@ -26,12 +26,15 @@ import os
 
 import numpy as np
 
+from dynadust3r_jax.common.motion_terms import MOTION_QUERIES
 from dynadust3r_jax.inference.export.common import read_scene, scene_attr, to_uint8
 from dynadust3r_jax.inference.export.points import write_ply_points
 
 DEFAULT_QUERY_TIMES = (0.5, 1.0, 0.0)
+RECORD_ORDER = ('l2r', 'l2m', 'r2l', 'r2m')  # the records' order per edge: each view to the other's time first
 # (prediction, output name, column of query_times, view side): side 0 = image i (time 0), 1 = image j (time 1)
-MOTION_OUTPUTS = (('pred1', 'l2r', 1, 0), ('pred1', 'l2m', 0, 0), ('pred2', 'r2l', 2, 1), ('pred2', 'r2m', 0, 1))
+MOTION_OUTPUTS = tuple((f'pred{view}', name, col, view - 1) for name in RECORD_ORDER
+                       for view, col in [MOTION_QUERIES[name]])
 
 
 def has_motion(output) -> bool:

@@ -10,7 +10,8 @@ points expressed in each camera; pts3d re-derived from depth, focal, pp and pose
 import numpy as np
 
 from dynadust3r_jax.common import geometry as geo
-from dynadust3r_jax.inference.global_align import Scene, prepare
+from dynadust3r_jax.inference.global_align import prepare
+from dynadust3r_jax.inference.scene import Scene
 from dynadust3r_jax.inference.init_mst import fast_pnp
 
 

@@ -51,6 +51,16 @@ class ConfigFields:
   def from_json(cls, text: str, **runtime):
     return cls.from_dict(json.loads(text), **runtime)
 
+  def check_runtime(self, check, attention_impls: tuple = ATTENTION_IMPLS, why: str = ''):
+    """check(ok, message) for the runtime fields (dtype, attention_impl, remat_policy); `why`: a note on the
+    attention kernels this family lacks."""
+    check(self.dtype in DTYPES, f'dtype={self.dtype!r}; choose from {DTYPES}')
+    check(self.attention_impl in attention_impls,
+          f'attention_impl={self.attention_impl!r}; choose from {attention_impls}{why}')
+    check(self.attention_impl != 'cudnn' or self.dtype != 'float32',
+          "attention_impl='cudnn' needs dtype='bfloat16' or 'float16' (cuDNN flash attention has no float32)")
+    check(self.remat_policy in REMAT_POLICIES, f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(ConfigFields):
@@ -135,13 +145,7 @@ class ModelConfig(ConfigFields):
       check((dim // heads) % 4 == 0, f'head dim {dim // heads} must be a multiple of 4 for 2D RoPE')
     check(self.img_size[0] % self.patch_size == 0 and self.img_size[1] % self.patch_size == 0,
           f'img_size={self.img_size} must be a multiple of patch_size={self.patch_size}')
-    check(self.dtype in DTYPES, f'dtype={self.dtype!r}; choose from {DTYPES}')
-    check(self.attention_impl in ATTENTION_IMPLS,
-          f'attention_impl={self.attention_impl!r}; choose from {ATTENTION_IMPLS}')
-    check(self.attention_impl != 'cudnn' or self.dtype != 'float32',
-          "attention_impl='cudnn' needs dtype='bfloat16' or 'float16' (cuDNN flash attention has no float32)")
-    check(self.remat_policy in REMAT_POLICIES,
-          f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
+    self.check_runtime(check)
     if self.arch == 'CroCoNet':
       return
     check(self.output_mode == 'pts3d', f'output_mode={self.output_mode!r}; only pts3d is supported')

@@ -12,12 +12,9 @@ point's position then. Only the useful queries are computed — view 1 at t_mid 
 import jax
 import jax.numpy as jnp
 
+from dynadust3r_jax.common.motion_terms import view_queries
 from dynadust3r_jax.model.dust3r import AsymmetricCroCo3DStereo
 from dynadust3r_jax.model.heads.motion_dpt_head import PixelwiseTaskWithMotionDPT
-
-# (output name, column of query_times) per view: query_times = [t_mid, t_view2 = 1, t_view1 = 0]
-VIEW1_QUERIES = (('l2m', 0), ('l2r', 1))
-VIEW2_QUERIES = (('r2m', 0), ('r2l', 2))
 
 
 class DynaDUSt3R(AsymmetricCroCo3DStereo):
@@ -47,6 +44,6 @@ class DynaDUSt3R(AsymmetricCroCo3DStereo):
     dec1, dec2 = self._decode_pair(view1, view2)
     res1, res2 = self._point_heads(view1, view2, dec1, dec2)
     if query_times is not None:
-      res1.update(self._motion(self.motion_head1, view1, dec1, query_times, VIEW1_QUERIES))
-      res2.update(self._motion(self.motion_head2, view2, dec2, query_times, VIEW2_QUERIES))
+      res1.update(self._motion(self.motion_head1, view1, dec1, query_times, view_queries(1)))
+      res2.update(self._motion(self.motion_head2, view2, dec2, query_times, view_queries(2)))
     return res1, res2

@@ -8,15 +8,17 @@ import grain
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from dynadust3r_jax.pretrained import BEST_METRIC, checkpoint_options
+
 
 class Checkpoints:
   def __init__(self, directory: str, *, keep_best: int):
     self.directory = directory
-    best = policies.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=keep_best,
+    best = policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True, n=keep_best,
                           keep_checkpoints_without_metrics=False)
-    options = ocp.CheckpointManagerOptions(
+    options = checkpoint_options(
         preservation_policy=policies.AnyPreservationPolicy([policies.LatestN(n=1), best]),
-        best_fn=lambda m: m['val_loss'], best_mode='min', enable_async_checkpointing=True)
+        enable_async_checkpointing=True)
     self.manager = ocp.CheckpointManager(directory, options=options, item_names=('state', 'data'))
 
   def latest_step(self):
@@ -28,7 +30,7 @@ class Checkpoints:
   def save(self, step: int, state, data_iterator, val_loss: float | None = None):
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    data=grain.checkpoint.CheckpointSave(data_iterator)),
-                      metrics=None if val_loss is None else {'val_loss': float(val_loss)}, force=True)
+                      metrics=None if val_loss is None else {BEST_METRIC: float(val_loss)}, force=True)
 
   def restore(self, step: int, abstract_state, data_iterator):
     """The state at `step` (shardings as in abstract_state); the iterator is moved to its position."""

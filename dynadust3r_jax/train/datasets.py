@@ -3,7 +3,7 @@
   'stereo4d'   DynaDUSt3R's Stereo4D clips (data/pipeline.py): train and val splits of one root; the demo
                makes synthetic clips in WORKDIR/synthetic (config.data.synthetic).
   'd4rt'       D4RT's examples from the same Stereo4D clips (data/d4rt.py: strided clips, queries from the
-               tracks, config.data.d4rt its options).
+               tracks, config.data.d4rt its sampling options, the model its clip shape).
   'multiview'  DUSt3R's recipe on posed multi-view data (data/multiview_pipeline.py): config.data.train is a
                list of dataset dicts (data/multiview.py: kind, root, split, size = DUSt3R's `N @ Dataset`,
                pairs, mask_bg, aug_crop), mixed; config.data.test one dict per test set, each validated on its
@@ -75,12 +75,13 @@ def prepare(config, workdir: str):
   return train, tests
 
 
-def make(config, sources, *, local_batch: int, accum: int, shard_index: int, shard_count: int):
-  """(training batches of local_batch examples, {name: validation batches of local_batch // accum})."""
+def make(config, sources, model_options: dict, *, local_batch: int, accum: int, shard_index: int, shard_count: int):
+  """(training batches of local_batch examples, {name: validation batches of local_batch // accum});
+  model_options: the data options the model owns (families/: data_options, e.g. D4RT's clip shape)."""
   train, tests = sources
   kind = config.data.get('kind', 'stereo4d')
   if kind == 'd4rt':
-    options = dict(config.data.d4rt)
+    options = dict(config.data.d4rt, **model_options)
     train_ds = d4rt.make_dataset(train, batch_size=local_batch, seed=config.seed, shard_index=shard_index,
                                  shard_count=shard_count, **options)
     val = {name: d4rt.make_dataset(clips, batch_size=local_batch // accum, seed=0, shard_index=shard_index,

@@ -140,8 +140,8 @@ def train(config, workdir: str):
     raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
                      f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
 
-  train_ds, val_sets = datasets.make(config, sources, local_batch=local_batch, accum=accum,
-                                     shard_index=jax.process_index(), shard_count=jax.process_count())
+  train_ds, val_sets = datasets.make(config, sources, family.data_options(cfg), local_batch=local_batch,
+                                     accum=accum, shard_index=jax.process_index(), shard_count=jax.process_count())
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, family, cfg)

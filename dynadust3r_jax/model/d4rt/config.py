@@ -13,7 +13,7 @@ Named sizes (`SIZES`, `d4rt_config(name)`), spec §2.3:
 import dataclasses
 from typing import ClassVar
 
-from dynadust3r_jax.model.config import DTYPES, REMAT_POLICIES, ConfigFields
+from dynadust3r_jax.model.config import ConfigFields
 
 ATTENTION_IMPLS = ('xla', 'cudnn')  # (no 'pallas': its kernel is the DUSt3R family's fused RoPE attention)
 
@@ -52,6 +52,18 @@ class D4RTConfig(ConfigFields):
   dtype: str = 'float32'             # encoder/decoder compute dtype; query embedding and head run in float32
   attention_impl: str = 'xla'        # 'xla' (einsum + float32 softmax) or 'cudnn' (GPU, bf16/fp16)
   remat_policy: str = 'none'         # rematerialisation of each scanned block (pair)
+
+  @classmethod
+  def from_dict(cls, d: dict, **runtime):
+    """Also a named size, as the training configs give it: {'size': 'L', field: value, ...} is SIZES['L'] with
+    those fields replaced."""
+    d = dict(d)
+    if 'size' in d:
+      size = d.pop('size')
+      if size not in SIZES:
+        raise ValueError(f'D4RTConfig: size={size!r}; choose from {tuple(SIZES)}')
+      d = {**SIZES[size], **d}
+    return super().from_dict(d, **runtime)
 
   def __post_init__(self):
     if isinstance(self.tubelet, list):
@@ -109,12 +121,7 @@ class D4RTConfig(ConfigFields):
     check(self.query_patch_size >= 1 and self.query_patch_size % 2 == 1,
           f'query_patch_size={self.query_patch_size} must be odd (the patch is centred on (u, v))')
     check(self.fourier_bands >= 0, f'fourier_bands={self.fourier_bands}')
-    check(self.dtype in DTYPES, f'dtype={self.dtype!r}; choose from {DTYPES}')
-    check(self.attention_impl in ATTENTION_IMPLS,
-          f'attention_impl={self.attention_impl!r}; choose from {ATTENTION_IMPLS} (D4RT has no RoPE)')
-    check(self.attention_impl != 'cudnn' or self.dtype != 'float32',
-          "attention_impl='cudnn' needs dtype='bfloat16' or 'float16' (cuDNN flash attention has no float32)")
-    check(self.remat_policy in REMAT_POLICIES, f'remat_policy={self.remat_policy!r}; choose from {REMAT_POLICIES}')
+    self.check_runtime(check, ATTENTION_IMPLS, ' (D4RT has no RoPE)')
 
 
 _DEC_G = dict(dec_embed_dim=1280, dec_depth=8, dec_num_heads=16, dec_mlp_ratio=3.5)
