@@ -1,6 +1,8 @@
 """TAPVid-3D metrics (spec evaluation.md §4.4): the official `compute_tapvid3d_metrics` in numpy.
 
 Same name, arguments and output keys as tapnet's `tapvid3d/evaluation/metrics.py`, and the same numbers.
+No protocol calls it yet (the tests hold it to the official numbers): it is the metric of the TAPVid-3D tracking
+protocol the evaluate job is to run on track-predicting models (D4RT).
 Per video (or per track with get_trackwise_metrics), with `s` the scale from `scaling`:
 
   occlusion_accuracy = mean[pred_occ == gt_occ]

@@ -60,6 +60,45 @@ def _peak_memory() -> dict:
           'peak_host_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
+def _load_views(config):
+  """(the input, its processed views, their distinct (H, W))."""
+  source = _inputs(config.inputs)
+  imgs = load_images(source, size=config.image_size, square_ok=config.square_ok, frame_stride=config.frame_stride,
+                     max_frames=config.max_frames or None,
+                     keep_original='transforms' in config.exports)  # for save_originals
+  shapes = [list(s) for s in sorted({tuple(int(x) for x in v['true_shape'][0]) for v in imgs})]
+  logging.info('images: %d from %s, processed to %s (H, W)', len(imgs), source, shapes)
+  return source, imgs, shapes
+
+
+def _postprocess(config, scene) -> float:
+  """Confidence cleaning and sky masking on the scene (in place); the fraction of points kept."""
+  if config.clean_depth:
+    scene.conf = postprocess.clean_pointcloud(scene.conf, scene.intrinsics, scene.cam_to_world, scene.depthmaps,
+                                              scene.pts3d)
+  if config.mask_sky:
+    scene.conf = [np.where(postprocess.segment_sky(im), 0.0, c) for im, c in zip(scene.imgs, scene.conf)]
+    scene.conf = scene.conf if len({c.shape for c in scene.conf}) > 1 else np.stack(scene.conf)
+  kept = float(np.mean(np.concatenate([np.ravel(m) for m in scene.masks])))
+  logging.info('points kept: %.1f%% (raw confidence > %g%s%s)', 100 * kept, config.min_conf_thr,
+               ', cleaned' if config.clean_depth else '', ', sky masked' if config.mask_sky else '')
+  return kept
+
+
+def _exports(config, scene, imgs, flows, workdir) -> dict:
+  """export_all's files, the motion records (where the family has them and 'motion' is asked) and the originals
+  transforms.json names: {format: path or paths}."""
+  written = export_all(scene, imgs, workdir, formats=tuple(f for f in config.exports if f != 'motion'),
+                       as_pointcloud=config.as_pointcloud, cam_size=config.cam_size)
+  if flows is not None and 'motion' in config.exports:  # models without motion: skipped silently
+    written['motion'] = motion.write_motion(scene, flows, os.path.join(workdir, 'motion'), imgs)['index']
+  if 'transforms' in config.exports:  # the originals transforms.json names (images/<name>)
+    save_originals(imgs, os.path.join(workdir, 'images'))
+    written['images'] = os.path.join(workdir, 'images')
+  logging.info('exports: %s in %s', ', '.join(written), workdir)
+  return {k: v if isinstance(v, str) else [str(x) for x in v] for k, v in written.items()}
+
+
 def reconstruct(config, workdir: str) -> dict:
   """Runs the job; returns (and writes) the summary."""
   os.makedirs(workdir, exist_ok=True)
@@ -70,38 +109,17 @@ def reconstruct(config, workdir: str) -> dict:
   family.check_reconstruct(config)
   logging.info('model: %s from %s', family.describe(model.config), config.checkpoint)
   with stages('images'):
-    source = _inputs(config.inputs)
-    imgs = load_images(source, size=config.image_size, square_ok=config.square_ok,
-                       frame_stride=config.frame_stride, max_frames=config.max_frames or None,
-                       keep_original='transforms' in config.exports)  # for save_originals
-    shapes = [list(s) for s in sorted({tuple(int(x) for x in v['true_shape'][0]) for v in imgs})]
-    logging.info('images: %d from %s, processed to %s (H, W)', len(imgs), source, shapes)
+    source, imgs, shapes = _load_views(config)
   result = family.reconstruct(config, model, imgs, stages)
   scene, imgs = result.scene, result.imgs
   with stages('postprocess'):
-    if config.clean_depth:
-      scene.conf = postprocess.clean_pointcloud(scene.conf, scene.intrinsics, scene.cam_to_world, scene.depthmaps,
-                                                scene.pts3d)
-    if config.mask_sky:
-      scene.conf = [np.where(postprocess.segment_sky(im), 0.0, c) for im, c in zip(scene.imgs, scene.conf)]
-      scene.conf = scene.conf if len({c.shape for c in scene.conf}) > 1 else np.stack(scene.conf)
-    kept = float(np.mean(np.concatenate([np.ravel(m) for m in scene.masks])))
-    logging.info('points kept: %.1f%% (raw confidence > %g%s%s)', 100 * kept, config.min_conf_thr,
-                 ', cleaned' if config.clean_depth else '', ', sky masked' if config.mask_sky else '')
+    kept = _postprocess(config, scene)
     flows = result.motion() if result.motion else None  # the family's motion records (inference/motion.py)
   with stages('exports'):
-    written = export_all(scene, imgs, workdir, formats=tuple(f for f in config.exports if f != 'motion'),
-                         as_pointcloud=config.as_pointcloud, cam_size=config.cam_size)
-    if flows is not None and 'motion' in config.exports:  # models without motion: skipped silently
-      written['motion'] = motion.write_motion(scene, flows, os.path.join(workdir, 'motion'), imgs)['index']
-    if 'transforms' in config.exports:  # the originals transforms.json names (images/<name>)
-      save_originals(imgs, os.path.join(workdir, 'images'))
-      written['images'] = os.path.join(workdir, 'images')
-    logging.info('exports: %s in %s', ', '.join(written), workdir)
+    written = _exports(config, scene, imgs, flows, workdir)
   summary = {'inputs': source, 'checkpoint': config.checkpoint, 'model': family.arch,
              'images': len(imgs), 'image_shapes': shapes, 'pairs': len(result.pairs), **result.summary,
-             'points_kept': kept, 'seconds': stages.seconds,
-             'exports': {k: v if isinstance(v, str) else [str(x) for x in v] for k, v in written.items()},
+             'points_kept': kept, 'seconds': stages.seconds, 'exports': written,
              'losses': [float(scene.losses[0]), float(scene.losses[-1])] if len(scene.losses) else [],
              **_peak_memory(), 'config': config.to_dict()}
   with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:

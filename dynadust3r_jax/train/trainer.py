@@ -5,10 +5,12 @@ position, so the resumed run sees exactly the batches it would have seen); on SI
 saves and exits cleanly. Writes `metrics.jsonl` (one JSON object per logged step), TensorBoard events
 (`tensorboard/`), pictures (`pictures/`) and checkpoints (`checkpoints/`).
 """
+import dataclasses
 import functools
 import json
 import os
 import signal
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +125,83 @@ def _truncate_metrics(path, step):
     f.writelines(lines)
 
 
+def _batch_split(config) -> tuple[int, int]:
+  """(examples per host, micro-batches per step), or one error for a batch that does not split evenly."""
+  local_batch, accum = config.batch_size // jax.process_count(), config.grad_accum_steps
+  if config.batch_size % jax.process_count() or local_batch % accum or (local_batch // accum) % (
+      jax.local_device_count()):
+    raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
+                     f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
+  return local_batch, accum
+
+
+@dataclasses.dataclass
+class _Steps:
+  """A run's compiled work: one training step on a host batch, the validation of parameters."""
+  train: Callable      # (state, host batch) -> (state, metrics)
+  validate: Callable   # params -> {val_<metric>: value}
+
+
+def _steps(config, family, graphdef, optimizer, schedule, mesh, state_shardings, val_sets) -> _Steps:
+  """The jitted training step (sharded over the mesh, state donated) and the validation over every test set."""
+  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, family.train_loss(config)),
+                       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+                       out_shardings=(state_shardings, None), donate_argnums=0)
+  eval_step = jax.jit(make_eval_step(graphdef, family.validation(config)))
+  # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
+  train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
+  to_train_device = functools.partial(_to_device, keys=family.batch_keys, batch_sharding=sharding.batch_sharding(mesh),
+                                      accum=config.grad_accum_steps)
+  to_eval_device = functools.partial(_to_device, keys=family.batch_keys,
+                                     batch_sharding=sharding.batch_sharding(mesh, batch_axis=0))
+
+  def validate(params):
+    """val_<metric> of each test set (val_<set>_<metric> when there are several names); with named test sets
+    (the multi-view recipe) val_loss is the mean of their test criterion (DUSt3R selects checkpoints by it)."""
+    out = {}
+    for name, ds in val_sets.items():
+      it = pipeline.make_iterator(ds)
+      values = [eval_step(params, to_eval_device(next(it))) for _ in range(config.val_batches)]
+      out.update({f'val_{name + "_" if name else ""}{k}': float(np.mean([v[k] for v in values])) for k in values[0]})
+    if '' not in val_sets:
+      out['val_loss'] = float(np.mean([out[f'val_{name}_test_loss'] for name in val_sets]))
+    return out
+
+  return _Steps(train=lambda state, batch: train_step(state, to_train_device(batch)), validate=validate)
+
+
+class _Outputs:
+  """What a run writes: metrics.jsonl and TensorBoard (process 0: the files are shared), pictures, checkpoints."""
+
+  def __init__(self, workdir, checkpoints, draw_pictures, picture_batches):
+    self.workdir, self.checkpoints = workdir, checkpoints
+    self.draw_pictures, self.picture_batches = draw_pictures, picture_batches
+    self.metrics_path = os.path.join(workdir, 'metrics.jsonl')
+    self.writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
+
+  def log(self, metrics_file, step: int, record: dict):
+    if not record or self.writer is None:
+      return
+    record['step'] = step
+    metrics_file.write(json.dumps(record) + '\n')
+    metrics_file.flush()
+    for k, v in record.items():
+      if k != 'step':
+        self.writer.add_scalar(k, v, step)
+
+  def picture(self, step: int, params, val_loss):
+    if self.writer is None:
+      return
+    image = self.draw_pictures(params, next(pipeline.make_iterator(self.picture_batches)),
+                               os.path.join(self.workdir, 'pictures', f'step_{step:07d}.png'), step, val_loss)
+    self.writer.add_image('pictures', image, step, dataformats='HWC')
+
+  def close(self):
+    self.checkpoints.close()
+    if self.writer:
+      self.writer.close()
+
+
 def train(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
@@ -133,13 +212,7 @@ def train(config, workdir: str):
   sources = datasets.prepare(config, workdir)
   maybe_initialize_distributed()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
-  local_batch = config.batch_size // jax.process_count()
-  accum = config.grad_accum_steps
-  if config.batch_size % jax.process_count() or local_batch % accum or (local_batch // accum) % (
-      jax.local_device_count()):
-    raise ValueError(f'config.batch_size={config.batch_size} must split into {jax.process_count()} hosts x '
-                     f'{accum} micro-batches x a multiple of {jax.local_device_count()} local devices')
-
+  local_batch, accum = _batch_split(config)
   train_ds, val_sets = datasets.make(config, sources, family.data_options(cfg), local_batch=local_batch,
                                      accum=accum, shard_index=jax.process_index(), shard_count=jax.process_count())
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
@@ -157,86 +230,55 @@ def train(config, workdir: str):
            'data_skipped': jnp.zeros((), jnp.int32)}
   state_shardings = sharding.state_shardings(state, mesh)
   state = jax.device_put(state, state_shardings)
+
   checkpoints = Checkpoints(os.path.join(os.path.abspath(workdir), 'checkpoints'), keep_best=config.keep_best)
-  metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if checkpoints.latest_step() is not None:
     state = checkpoints.restore(checkpoints.latest_step(), jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shardings), data_iter)
     logging.info('resumed from step %d', int(state['step']))
+  outputs = _Outputs(workdir, checkpoints, family.pictures(graphdef), next(iter(val_sets.values())))
   if jax.process_index() == 0:  # the file is shared: one writer
-    _truncate_metrics(metrics_path, int(state['step']))
+    _truncate_metrics(outputs.metrics_path, int(state['step']))
 
-  train_step = jax.jit(make_train_step(graphdef, optimizer, schedule, family.train_loss(config)),
-                       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-                       out_shardings=(state_shardings, None), donate_argnums=0)
-  eval_step = jax.jit(make_eval_step(graphdef, family.validation(config)))
-  # The steps run under the mesh: attention_impl='pallas' reads it to run its kernel per device.
-  train_step, eval_step = sharding.under_mesh(train_step, mesh), sharding.under_mesh(eval_step, mesh)
-  draw_pictures = family.pictures(graphdef)
-  to_eval_device = functools.partial(_to_device, keys=family.batch_keys,
-                                     batch_sharding=sharding.batch_sharding(mesh, batch_axis=0))
-  to_train_device = functools.partial(_to_device, keys=family.batch_keys, batch_sharding=sharding.batch_sharding(mesh),
-                                      accum=accum)
-
-  def validate(params):
-    """val_<metric> of each test set (val_<set>_<metric> when there are several names); with named test sets
-    (the multi-view recipe) val_loss is the mean of their test criterion (DUSt3R selects checkpoints by it)."""
-    out = {}
-    for name, ds in val_sets.items():
-      it = pipeline.make_iterator(ds)
-      values = [eval_step(params, to_eval_device(next(it))) for _ in range(config.val_batches)]
-      out.update({f'val_{name + "_" if name else ""}{k}': float(np.mean([v[k] for v in values])) for k in values[0]})
-    if '' not in val_sets:
-      out['val_loss'] = float(np.mean([out[f'val_{name}_test_loss'] for name in val_sets]))
-    return out
-
-  val_ds = next(iter(val_sets.values()))  # the pictures' batches
-
-  writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
+  steps = _steps(config, family, graphdef, optimizer, schedule, mesh, state_shardings, val_sets)
   try:
-    return _loop(config, workdir, state, data_iter, to_train_device, train_step, validate, draw_pictures, val_ds,
-                 checkpoints, writer, metrics_path)
+    return _loop(config, state, data_iter, steps, outputs)
   finally:
-    checkpoints.close()
-    if writer:
-      writer.close()
+    outputs.close()
 
 
-def _loop(config, workdir, state, data_iter, to_device, train_step, validate, draw_pictures, val_ds, checkpoints,
-          writer, metrics_path):
+def _loop(config, state, data_iter, steps: _Steps, outputs: _Outputs):
   start = int(state['step'])
-  logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, metrics_path)
-  with _Preemption() as preemption, open(metrics_path, 'a') as metrics_file, tqdm(
+  logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, outputs.metrics_path)
+  with _Preemption() as preemption, open(outputs.metrics_path, 'a') as metrics_file, tqdm(
       total=config.num_steps, initial=start, unit='step', disable=jax.process_index() != 0) as progress:
     for step in range(start + 1, config.num_steps + 1):
-      batch = next(data_iter)
-      state, metrics = train_step(state, to_device(batch))
+      state, metrics = steps.train(state, next(data_iter))
       progress.update(1)
+      last = step == config.num_steps
       record = {}
-      if step % config.log_every == 0 or step == config.num_steps:
+      if step % config.log_every == 0 or last:
         record = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if step % config.val_every == 0 or step == config.num_steps:
-        record.update(validate(state['params']))
-        shown = [k for name in SUMMARY_METRICS for k in record if k == f'val_{name}' or
-                 (k.startswith('val_') and k.endswith(f'_{name}') and name != 'loss')]  # + per test set
-        logging.info('step %d validation: %s (all in %s)', step,
-                     ', '.join(f'{k[len("val_"):]} {record[k]:.4g}' for k in shown), metrics_path)
-      if record and jax.process_index() == 0:
-        record['step'] = step
-        metrics_file.write(json.dumps(record) + '\n')
-        metrics_file.flush()
-        for k, v in record.items():
-          if k != 'step':
-            writer.add_scalar(k, v, step)
+      if step % config.val_every == 0 or last:
+        record.update(steps.validate(state['params']))
+        _log_validation(step, record, outputs.metrics_path)
+      outputs.log(metrics_file, step, record)
+      if record:
         progress.set_postfix(loss=f"{record.get('loss', float('nan')):.4f}")
-      if step % config.picture_every == 0 and jax.process_index() == 0:
-        image = draw_pictures(state['params'], next(pipeline.make_iterator(val_ds)),
-                              os.path.join(workdir, 'pictures', f'step_{step:07d}.png'), step, record.get('val_loss'))
-        writer.add_image('pictures', image, step, dataformats='HWC')
-      if step % config.checkpoint_every == 0 or step == config.num_steps or preemption.requested:
-        checkpoints.save(step, state, data_iter, record.get('val_loss'))
-        logging.info('step %d: checkpoint -> %s/%d', step, checkpoints.directory, step)
+      if step % config.picture_every == 0:
+        outputs.picture(step, state['params'], record.get('val_loss'))
+      if step % config.checkpoint_every == 0 or last or preemption.requested:
+        outputs.checkpoints.save(step, state, data_iter, record.get('val_loss'))
+        logging.info('step %d: checkpoint -> %s/%d', step, outputs.checkpoints.directory, step)
       if preemption.requested:
         logging.warning('SIGTERM: checkpoint saved at step %d, exiting', step)
         break
   return state
+
+
+def _log_validation(step: int, record: dict, metrics_path: str):
+  """The SUMMARY_METRICS of a validation on the console (+ per test set)."""
+  shown = [k for name in SUMMARY_METRICS for k in record if k == f'val_{name}' or
+           (k.startswith('val_') and k.endswith(f'_{name}') and name != 'loss')]
+  logging.info('step %d validation: %s (all in %s)', step,
+               ', '.join(f'{k[len("val_"):]} {record[k]:.4g}' for k in shown), metrics_path)
