@@ -32,6 +32,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.dtype = 'auto'                  # 'auto' = bfloat16 on GPU, float32 on CPU
   c.attention_impl = 'auto'         # 'auto' = cudnn on GPU, xla on CPU
   c.batch_size = 8                  # pairs per inference batch
+  c.compile_cache_dir = 'default'   # JAX's persistent compilation cache: 'default' (~/.cache/dynadust3r_jax/jax), a path, '' off
   c.max_sequences = 0               # evaluate the first N sequences only (0: all)
   c.seed = 0                        # pair / frame sampling
 

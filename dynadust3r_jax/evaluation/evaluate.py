@@ -20,7 +20,7 @@ from data.errors import BadClip
 from data.pipeline import find_clips
 from data.sequence import LayoutError
 from data.stereo4d import Mp4Clip
-from dynadust3r_jax import families
+from dynadust3r_jax import compile_cache, families
 from dynadust3r_jax.evaluation import co3d_protocol, pair_protocol, video_protocol
 from dynadust3r_jax.evaluation.depth import ALIGNMENTS, weighted_average
 from dynadust3r_jax.evaluation.depth_motion import MOTION_ERRORS, SCALE_RULES
@@ -192,9 +192,20 @@ def _aggregate(config, records: dict) -> dict:
 
 
 def evaluate(config, workdir: str) -> dict:
-  """Runs the job; returns (and writes) the results."""
+  """Runs the job; returns (and writes) the results (with the compile time: compile_cache.py)."""
   _check(config)
   os.makedirs(workdir, exist_ok=True)
+  cache_dir = compile_cache.enable(config.compile_cache_dir)
+  with compile_cache.CompileTimer() as compiled:
+    results = _evaluate(config, workdir)
+  results['compile'] = dict(compiled.summary(), cache_dir=cache_dir)
+  json_path, md_path = write_results(workdir, results)
+  shown = {k: round(v, 4) for k, v in results['aggregate'].items() if isinstance(v, float)}
+  logging.info('%s: %s; %s and %s', config.benchmark, shown, json_path, md_path)
+  return results
+
+
+def _evaluate(config, workdir: str) -> dict:
   model = _model(config)
   family = model.family
   with_motion = PROTOCOLS[config.benchmark] == 'pairs' and 'motion' in config.pairs.metrics
@@ -227,7 +238,4 @@ def evaluate(config, workdir: str) -> dict:
   results = {'benchmark': config.benchmark, 'checkpoint': config.checkpoint, 'model': family.arch, 'settings': settings,
              'counts': counts, 'aggregate': _aggregate(config, records), 'sequences': records,
              'skipped': {n: r['skipped'] for n, r in skipped.items()}}
-  json_path, md_path = write_results(workdir, results)
-  shown = {k: round(v, 4) for k, v in results['aggregate'].items() if isinstance(v, float)}
-  logging.info('%s: %s; %s and %s', config.benchmark, shown, json_path, md_path)
   return results

@@ -5,8 +5,10 @@ Stages, each with one summary line and its time in WORKDIR/summary.json: load th
 alignment, where one image is duplicated as DUSt3R's demo does; D4RT's clips joined by Sim(3)); post-processing
 (clean_pointcloud, sky mask), then the family's motion records where it predicts motion (DynaDUSt3R's world scene
 flow, D4RT's next-frame motion: scene.motion for frames/*.npz and, with 'motion' in config.exports, a default,
-WORKDIR/motion/); exports (export_all). summary.json also holds the settings, the counts and the peak memory
-(the device's where it reports one, else the process's resident set).
+WORKDIR/motion/); exports (export_all). summary.json also holds the settings, the counts, the devices and
+processes, the peak memory (the device's where it reports one, else the process's resident set) and the compile
+time (`compile`: JAX's persistent cache in config.compile_cache_dir, so a rerun of the same shapes compiles
+nothing: compile_cache.py).
 """
 import glob
 import json
@@ -18,6 +20,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from dynadust3r_jax import compile_cache
 from dynadust3r_jax.inference import motion, postprocess
 from dynadust3r_jax.inference.export import export_all
 from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
@@ -102,6 +105,19 @@ def _exports(config, scene, imgs, flows, workdir) -> dict:
 def reconstruct(config, workdir: str) -> dict:
   """Runs the job; returns (and writes) the summary."""
   os.makedirs(workdir, exist_ok=True)
+  cache_dir = compile_cache.enable(config.compile_cache_dir)
+  with compile_cache.CompileTimer() as compiled:
+    summary = _reconstruct(config, workdir)
+  summary['compile'] = dict(compiled.summary(), cache_dir=cache_dir)
+  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+    json.dump(summary, f, indent=1, default=str)
+  logging.info('done in %.1f s (compiling %.1f s, %d of %d programs from the cache): %s',
+               sum(summary['seconds'].values()), compiled.compile_seconds, compiled.hits, compiled.programs,
+               os.path.join(workdir, SUMMARY_FILE))
+  return summary
+
+
+def _reconstruct(config, workdir: str) -> dict:
   stages = _Stages()
   with stages('model'):
     model = model_from_config(config)
@@ -121,8 +137,6 @@ def reconstruct(config, workdir: str) -> dict:
              'images': len(imgs), 'image_shapes': shapes, 'pairs': len(result.pairs), **result.summary,
              'points_kept': kept, 'seconds': stages.seconds, 'exports': written,
              'losses': [float(scene.losses[0]), float(scene.losses[-1])] if len(scene.losses) else [],
-             **_peak_memory(), 'config': config.to_dict()}
-  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
-    json.dump(summary, f, indent=1, default=str)
-  logging.info('done in %.1f s: %s', sum(stages.seconds.values()), os.path.join(workdir, SUMMARY_FILE))
+             'devices': jax.device_count(), 'processes': jax.process_count(), **_peak_memory(),
+             'config': config.to_dict()}
   return summary
