@@ -60,12 +60,13 @@ def _safe_norm(x, axis=-1):
   return jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
 
 
-def pairwise_poses(pw_poses, base_scale=0.5, norm_pw_scale=True):
-  """(E,8) parameters → (E,4,4) P_e with σ_e scaling both rotation and translation."""
+def pairwise_poses(pw_poses, base_scale=0.5, norm_pw_scale=True, mean_log_scale=None):
+  """(E,8) parameters → (E,4,4) P_e with σ_e scaling both rotation and translation; mean_log_scale: the mean of
+  log σ over all edges where pw_poses holds only some of them (a device's, sharded), else their own mean."""
   T = geo.pose_to_matrix(pw_poses)
   log_s = pw_poses[:, -1]
   if norm_pw_scale:
-    log_s = log_s + (jnp.log(base_scale) - jnp.mean(log_s))
+    log_s = log_s + (jnp.log(base_scale) - (jnp.mean(log_s) if mean_log_scale is None else mean_log_scale))
   scale = jnp.exp(log_s)
   return T.at[:, :3].multiply(scale[:, None, None])
 
@@ -89,18 +90,32 @@ def edge_chunks(n_edges, edge_chunk):
   return -(-n_edges // n_chunks), n_chunks
 
 
-def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5, dist='l1'):
+EDGE_KEYS = ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j', 'valid')  # the per-edge inputs (sharded over a mesh)
+
+
+def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0.5, dist='l1', axes=None):
   """Scalar loss (dist 'l1': ‖·‖, the default; 'l2': ‖·‖²). data: ei, ej (E,) int32; pred_i, pred_j (E,3,A)
   (coordinates before pixels: the elementwise work then runs along the long pixel axis, 2.5x faster on a CPU);
   w_i, w_j (E,A) (0 on padding); grid (N,A,2); base_pp (N,2); area_i, area_j (). The world points are made
   once; the edges are processed in chunks of at most edge_chunk (`edge_chunks`). Differentiable in params
-  only."""
+  only.
+
+  axes: inside a shard_map over edges (`optimize` with a mesh), the mesh axes the edges are split over: params'
+  pw_poses and data's EDGE_KEYS are this device's edges (valid (E,) 0 on the padding that evens them out), the
+  rest replicated; the mean log-scale and the loss are summed over the devices."""
   if dist not in ('l1', 'l2'):
     raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
-  P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale)
+  mean_log_scale = None
+  if axes is not None:
+    log_s = params['pw_poses'][:, -1]
+    mean_log_scale = jax.lax.psum(jnp.sum(log_s * data['valid']), axes) / jax.lax.psum(jnp.sum(data['valid']), axes)
+  P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale, mean_log_scale)
   X = world_points(params, data['grid'], data['base_pp'])                  # (N,3,A)
+  if axes is not None:  # used by this device's edges: its gradient (pcast's transpose) is summed over the devices
+    X = jax.lax.pcast(X, axes, to='varying')
   edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j', 'area_i', 'area_j')}
-  return _edge_loss(P, X, edge_data, edge_chunk, dist)
+  loss = _edge_loss(P, X, edge_data, edge_chunk, dist)
+  return loss if axes is None else jax.lax.psum(loss, axes)
 
 
 def _edge_scan(P, X, data, edge_chunk, dist, grad):
@@ -132,7 +147,18 @@ def _edge_scan(P, X, data, edge_chunk, dist, grad):
     return (loss + value, gP, gX.at[d['ei']].add(gXi).at[d['ej']].add(gXj)), None
 
   init = (jnp.float32(0), jnp.zeros_like(P), jnp.zeros_like(X)) if grad else jnp.float32(0)
-  return jax.lax.scan(body, init, jnp.arange(n_chunks))[0]
+  return jax.lax.scan(body, _varying_like(init, P), jnp.arange(n_chunks))[0]
+
+
+def _varying_like(tree, ref):
+  """`tree` typed as varying over the mesh axes `ref` varies over: inside a shard_map over edges (P is a device's
+  edges) a scan's carry must be typed as its body makes it; outside one, tree unchanged."""
+  axes = jax.typeof(ref).manual_axis_type.varying
+
+  def cast(x):
+    missing = tuple(sorted(axes - jax.typeof(x).manual_axis_type.varying))
+    return jax.lax.pcast(x, missing, to='varying') if missing else x
+  return jax.tree.map(cast, tree)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -154,12 +180,26 @@ def _edge_loss_bwd(edge_chunk, dist, grads, ct):
 _edge_loss.defvjp(_edge_loss_fwd, _edge_loss_bwd)
 
 
-@partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale', 'dist'))
-def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, base_scale=0.5, dist='l1'):
+def _edge_specs(tree, axes):
+  """PartitionSpecs of params / data: per-edge entries split over `axes`, the rest replicated."""
+  return {k: jax.P(axes) if k in ('pw_poses', *EDGE_KEYS) else jax.P() for k in tree}
+
+
+@partial(jax.jit, static_argnames=('edge_chunk', 'norm_pw_scale', 'base_scale', 'dist', 'mesh'))
+def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, base_scale=0.5, dist='l1', mesh=None):
   """Adam(β=(0.9,0.9), eps=1e-8) for len(lrs) steps in one lax.fori_loop. masks: like params, 1 = free,
-  0 = frozen (broadcastable). Returns (params, (niter,) loss before each step)."""
+  0 = frozen (broadcastable). Returns (params, (niter,) loss before each step).
+
+  mesh: the edges split over all its devices (`shard_edges` lays the inputs out): each device evaluates the
+  loss of its own edges (the same chunked scan), the per-image parameters are replicated and their gradient
+  summed over the devices (shard_map's transpose of a replicated input), pw_poses and its Adam moments stay
+  split with the edges."""
   loss_fn = partial(alignment_loss, edge_chunk=edge_chunk, norm_pw_scale=norm_pw_scale, base_scale=base_scale,
                     dist=dist)
+  if mesh is not None:
+    axes = tuple(mesh.axis_names)
+    loss_fn = jax.shard_map(partial(loss_fn, axes=axes), mesh=mesh,
+                            in_specs=(_edge_specs(params, axes), _edge_specs(data, axes)), out_specs=jax.P())
   grad_fn = jax.value_and_grad(loss_fn)
   adam = optax.scale_by_adam(b1=0.9, b2=0.9, eps=1e-8)
   niter = lrs.shape[0]
@@ -176,6 +216,40 @@ def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, bas
 
   params, _, losses = jax.lax.fori_loop(0, niter, step, (params, adam.init(params), jnp.zeros(niter)))
   return params, losses
+
+
+IDENTITY_PW_POSE = np.array([0, 0, 0, 1, 0, 0, 0, 0], np.float32)  # q = 1, τ = 0, log σ = 0: the padding edges'
+
+
+def _put(x, sharding):
+  """A global array of host value x with `sharding` (every process gives its own devices' parts)."""
+  x = np.asarray(x)
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def shard_edges(params, data, mesh):
+  """(params, data) as `optimize(..., mesh=mesh)` takes them: the edges padded to a multiple of the mesh's devices
+  (zero weights, valid 0, identity pairwise poses) and split contiguously over all of them, the rest replicated."""
+  axes, n_edges = tuple(mesh.axis_names), len(data['ei'])
+  pad = -n_edges % mesh.size
+  data = dict(data, valid=np.ones(n_edges, np.float32))
+
+  def padded(x, fill=None):
+    x = np.asarray(x)
+    tail = np.zeros((pad,) + x.shape[1:], x.dtype) if fill is None else np.broadcast_to(fill, (pad,) + x.shape[1:])
+    return np.concatenate([x, tail.astype(x.dtype)])
+
+  data = {k: padded(v) if k in EDGE_KEYS else v for k, v in data.items()}
+  params = dict(params, pw_poses=padded(params['pw_poses'], IDENTITY_PW_POSE))
+  return tuple({k: _put(v, jax.NamedSharding(mesh, spec)) for (k, v), spec in zip(tree.items(), specs.values())}
+               for tree, specs in ((params, _edge_specs(params, axes)), (data, _edge_specs(data, axes))))
+
+
+def _to_host(tree) -> dict:
+  """numpy values of (possibly sharded, possibly multi-process) arrays."""
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return {k: np.asarray(v) if v.is_fully_addressable else np.asarray(multihost_utils.process_allgather(v, tiled=True))
+          for k, v in tree.items()}
 
 
 def _per_image(values, n_imgs, name):
@@ -271,7 +345,8 @@ def random_params(n_edges, shapes, seed=0):
 
 def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, lr_min=1e-6, min_conf_thr=3.0,
                  base_scale=0.5, dist='l1', conf='log', optimize_pp=False, known_poses=None, known_focals=None,
-                 known_pp=None, known_intrinsics=None, edge_chunk=16, niter_pnp=10, init_params=None, seed=0):
+                 known_pp=None, known_intrinsics=None, edge_chunk=16, niter_pnp=10, init_params=None, seed=0,
+                 mesh=None):
   """DUSt3R's `global_aligner(output, mode=PointCloudOptimizer)` + `compute_global_alignment(init, niter,
   schedule, lr)` → Scene.
 
@@ -284,6 +359,8 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   fx, fy; pp): None, {image: value} for any subset, or a sequence over all images. Known values are frozen.
   dist 'l1' (‖·‖, default) or 'l2' (‖·‖²); conf: weights log C (default), 'sqrt', 'm1', 'id' (the reference's
   constructor options). edge_chunk: edges per chunk of the loss (memory, see the module docstring).
+  mesh: a jax.sharding.Mesh: the optimisation runs over all its devices, the edges split between them
+  (`optimize`); the result is the same scene (up to float32 summation order).
   """
   if dist not in ('l1', 'l2'):
     raise ValueError(f"dist must be 'l1' or 'l2', got {dist!r}")
@@ -343,12 +420,15 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
     pp_mask[n] = 0
   masks = {'pw_poses': np.ones((1, 1)), 'im_poses': pose_mask, 'im_depthmaps': np.ones((1, 1)),
            'im_focals': focal_mask, 'im_pp': pp_mask}
-  params = {k: jnp.asarray(params[k], jnp.float32) for k in PARAM_NAMES}
+  params = {k: np.asarray(params[k], np.float32) for k in PARAM_NAMES}
   masks = {k: jnp.asarray(v, jnp.float32) for k, v in masks.items()}
   lrs = jnp.asarray(lr_schedule(niter, lr, lr_min, schedule), jnp.float32)
-  params, losses = optimize(params, jax.tree.map(jnp.asarray, data), masks, lrs, edge_chunk=edge_chunk,
-                            norm_pw_scale=len(poses) <= 1, base_scale=base_scale, dist=dist)
-  return make_scene(params, data, info, min_conf_thr, output, np.asarray(losses))
+  inputs = (jax.tree.map(jnp.asarray, (params, data)) if mesh is None else shard_edges(params, data, mesh))
+  params, losses = optimize(*inputs, masks, lrs, edge_chunk=edge_chunk, norm_pw_scale=len(poses) <= 1,
+                            base_scale=base_scale, dist=dist, mesh=mesh)
+  params = _to_host(params)
+  params['pw_poses'] = params['pw_poses'][:len(edges)]
+  return make_scene(params, data, info, min_conf_thr, output, _to_host({'losses': losses})['losses'])
 
 
 def _stack_or_list(xs):
