@@ -27,6 +27,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   c.dtype = 'auto'                  # backbone compute dtype: 'auto' = bfloat16 on GPU, float32 on CPU
   c.attention_impl = 'auto'         # 'auto' = cudnn on GPU, xla on CPU; or xla / cudnn / pallas
   c.batch_size = 8                  # pairs per inference batch
+  c.mesh = ml_collections.ConfigDict(dict(devices=-1))  # devices of the job (every host's) the pairs and edges split over
   c.compile_cache_dir = 'default'   # JAX's persistent compilation cache: 'default' (~/.cache/dynadust3r_jax/jax), a path, '' off
   c.query_times = (0.5, 1.0, 0.0)   # DynaDUSt3R: [t_mid, t_view2, t_view1] per pair (view 1 at 0, view 2 at 1)
 

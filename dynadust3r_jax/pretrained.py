@@ -16,11 +16,12 @@ import os
 import shutil
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import nnx
 
-from dynadust3r_jax import families
+from dynadust3r_jax import distributed, families
 from dynadust3r_jax.model import ModelConfig, param_count  # noqa: F401 - param_count: re-exported
 
 CONFIG_FILE = 'config.json'
@@ -104,6 +105,15 @@ class Predictor:
   def __call__(self, *args):
     return self._forward(self.state, *args)
 
+  def on_mesh(self, mesh):
+    """The same forward over every device of `mesh` (of one or several processes): the parameters replicated on
+    each, a call's host inputs split along their batch axis over all the devices (its size a multiple of their
+    count), the outputs sharded alike."""
+    replicated = jax.NamedSharding(mesh, jax.P())
+    state = jax.tree.map(lambda x: distributed.put(np.asarray(x), replicated), self.state)
+    split = jax.NamedSharding(mesh, jax.P(tuple(mesh.axis_names)))
+    return lambda *args: self._forward(state, *(jax.tree.map(lambda x: distributed.put(x, split), a) for a in args))
+
 
 def load_config(directory: str, **runtime) -> ModelConfig:
   """The architecture in DIR/config.json; a missing or incomplete file is one error naming what is wrong.
@@ -157,7 +167,7 @@ def load_model(directory: str, *, for_inference: bool = True, dtype: str | None 
   if for_inference:
     cfg = family.for_inference(cfg)
   graphdef, state = nnx.split(family.abstract(cfg), nnx.Param)
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # this process's first
   if os.path.isdir(params_dir):
     target = jax.tree.map(lambda v: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=device), nnx.to_pure_dict(state))
     nnx.replace_by_pure_dict(state, ocp.StandardCheckpointer().restore(params_dir, target))

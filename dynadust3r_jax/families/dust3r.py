@@ -14,6 +14,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
+from dynadust3r_jax import distributed
 from dynadust3r_jax.common.torch_checkpoint import CheckpointError
 from dynadust3r_jax.convert.constructor import parse_constructor
 from dynadust3r_jax.convert.sources import make_config
@@ -120,14 +121,15 @@ class DUSt3R(Family):
     # before the inference: a wrong file fails in a second, not after the whole inference
     known_intrinsics, known_poses = read_known_cameras(config.known_cameras, imgs) if config.known_cameras else (
         {}, {})
+    mesh = distributed.edge_mesh(config.mesh.devices)  # None: one device
     with stages('pairs'):
       pairs = make_pairs(imgs, config.scene_graph, config.prefilter or None, symmetrize=True)
       logging.info('pairs: %d (scene_graph %s%s, symmetrized)', len(pairs), config.scene_graph,
                    f', prefilter {config.prefilter}' if config.prefilter else '')
-      _check_memory(config, imgs, pairs)
+      _check_memory(config, imgs, pairs, 1 if mesh is None else mesh.size)
     with stages('inference'):
       query_times = self.query_times(config, len(pairs))
-      output = inference(pairs, model, batch_size=config.batch_size, query_times=query_times)
+      output = inference(pairs, model, batch_size=config.batch_size, query_times=query_times, mesh=mesh)
     with stages('alignment'):
       if len(imgs) == 2 and not (known_intrinsics or known_poses):
         scene = pair_viewer(output, min_conf_thr=config.min_conf_thr)
@@ -136,7 +138,7 @@ class DUSt3R(Family):
         a = config.align
         scene = global_align(output, niter=a.niter, lr=a.lr, schedule=a.schedule, init=a.init,
                              min_conf_thr=config.min_conf_thr, edge_chunk=a.edge_chunk,
-                             known_intrinsics=known_intrinsics, known_poses=known_poses)
+                             known_intrinsics=known_intrinsics, known_poses=known_poses, mesh=mesh)
         logging.info('alignment: %d iterations, loss %.5g -> %.5g%s', a.niter, scene.losses[0], scene.losses[-1],
                      f'; known: {len(known_intrinsics)} intrinsics, {len(known_poses)} poses'
                      if config.known_cameras else '')
@@ -163,15 +165,16 @@ def _memory_budget(config) -> float:
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
-def _check_memory(config, imgs, pairs):
+def _check_memory(config, imgs, pairs, devices):
   area = max(int(np.prod(v['true_shape'][0])) for v in imgs)
-  need = memory_bytes(len(imgs), len(pairs), area, config.align.edge_chunk)
+  need = memory_bytes(len(imgs), len(pairs), area, config.align.edge_chunk, devices)
   budget = _memory_budget(config)
   if len(imgs) > 2 and need > budget:
     raise ValueError(f'config.scene_graph={config.scene_graph!r}: {len(pairs)} pairs of {len(imgs)} images need '
-                     f'~{need / 2 ** 30:.1f} GiB for the global alignment, more than the budget of '
-                     f'{budget / 2 ** 30:.1f} GiB (config.align.memory_budget_gb); use a sparser graph '
-                     '(swin-K, logwin-K, oneref) or fewer/smaller images')
+                     f'~{need / 2 ** 30:.1f} GiB per device for the global alignment over {devices} device(s), '
+                     f'more than the budget of {budget / 2 ** 30:.1f} GiB (config.align.memory_budget_gb); use a '
+                     'sparser graph (swin-K, logwin-K, oneref), fewer/smaller images or more devices '
+                     '(config.mesh.devices)')
 
 
 def _pair_loss(loss, alpha, outputs, batch):

@@ -18,7 +18,9 @@ weights: 1 each) plus the pixel grid 2·N·A; the parameters N·A; the loss-and-
 ≈ (15·N + 26·edge_chunk)·A — XLA memory_analysis on CPU, independent of E — because each chunk's forward and
 backward run together, one chunk at a time, and only the (N,3,A) world points and their gradient persist. In
 all, with the returned parameters, ≤ 4·A·(8·E + 20·N + 28·edge_chunk) bytes on the device (`memory_bytes`).
-The reference materialises several (E,A,3) tensors instead (dust3r issue #1).
+The reference materialises several (E,A,3) tensors instead (dust3r issue #1). Over a mesh of D devices
+(`global_align(..., mesh=)`) each holds its ⌈E/D⌉ edges' inputs and the replicated per-image state:
+4·A·(8·⌈E/D⌉ + 20·N + 28·edge_chunk) bytes per device.
 """
 from functools import partial
 
@@ -27,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from dynadust3r_jax import distributed
 from dynadust3r_jax.common import geometry as geo
 from dynadust3r_jax.inference.init_known_poses import init_known_poses
 from dynadust3r_jax.inference.init_mst import init_mst
@@ -36,9 +39,10 @@ PARAM_NAMES = ('pw_poses', 'im_poses', 'im_depthmaps', 'im_focals', 'im_pp')
 FOCAL_BREAK = 20.0
 
 
-def memory_bytes(n_imgs: int, n_edges: int, area: int, edge_chunk: int = 16) -> int:
-  """Device bytes of `global_align` (the module docstring's measured bound): 4·A·(8·E + 20·N + 28·edge_chunk)."""
-  return 4 * area * (8 * n_edges + 20 * n_imgs + 28 * edge_chunk)
+def memory_bytes(n_imgs: int, n_edges: int, area: int, edge_chunk: int = 16, devices: int = 1) -> int:
+  """Bytes per device of `global_align` (the module docstring's measured bound) with the edges split over
+  `devices`: 4·A·(8·⌈E/D⌉ + 20·N + 28·edge_chunk), the per-image state replicated on each."""
+  return 4 * area * (8 * -(-n_edges // devices) + 20 * n_imgs + 28 * edge_chunk)
 
 
 def lr_schedule(niter, lr, lr_min=1e-6, schedule='cosine'):
@@ -221,12 +225,6 @@ def optimize(params, data, masks, lrs, *, edge_chunk=16, norm_pw_scale=True, bas
 IDENTITY_PW_POSE = np.array([0, 0, 0, 1, 0, 0, 0, 0], np.float32)  # q = 1, τ = 0, log σ = 0: the padding edges'
 
 
-def _put(x, sharding):
-  """A global array of host value x with `sharding` (every process gives its own devices' parts)."""
-  x = np.asarray(x)
-  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-
 def shard_edges(params, data, mesh):
   """(params, data) as `optimize(..., mesh=mesh)` takes them: the edges padded to a multiple of the mesh's devices
   (zero weights, valid 0, identity pairwise poses) and split contiguously over all of them, the rest replicated."""
@@ -241,15 +239,8 @@ def shard_edges(params, data, mesh):
 
   data = {k: padded(v) if k in EDGE_KEYS else v for k, v in data.items()}
   params = dict(params, pw_poses=padded(params['pw_poses'], IDENTITY_PW_POSE))
-  return tuple({k: _put(v, jax.NamedSharding(mesh, spec)) for (k, v), spec in zip(tree.items(), specs.values())}
+  return tuple({k: distributed.put(v, jax.NamedSharding(mesh, spec)) for (k, v), spec in zip(tree.items(), specs.values())}
                for tree, specs in ((params, _edge_specs(params, axes)), (data, _edge_specs(data, axes))))
-
-
-def _to_host(tree) -> dict:
-  """numpy values of (possibly sharded, possibly multi-process) arrays."""
-  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
-  return {k: np.asarray(v) if v.is_fully_addressable else np.asarray(multihost_utils.process_allgather(v, tiled=True))
-          for k, v in tree.items()}
 
 
 def _per_image(values, n_imgs, name):
@@ -426,9 +417,9 @@ def global_align(output, niter=300, lr=0.01, schedule='cosine', init='mst', *, l
   inputs = (jax.tree.map(jnp.asarray, (params, data)) if mesh is None else shard_edges(params, data, mesh))
   params, losses = optimize(*inputs, masks, lrs, edge_chunk=edge_chunk, norm_pw_scale=len(poses) <= 1,
                             base_scale=base_scale, dist=dist, mesh=mesh)
-  params = _to_host(params)
+  params = {k: distributed.to_host(v) for k, v in params.items()}
   params['pw_poses'] = params['pw_poses'][:len(edges)]
-  return make_scene(params, data, info, min_conf_thr, output, _to_host({'losses': losses})['losses'])
+  return make_scene(params, data, info, min_conf_thr, output, distributed.to_host(losses))
 
 
 def _stack_or_list(xs):

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from dynadust3r_jax import compile_cache
+from dynadust3r_jax import compile_cache, distributed
 from dynadust3r_jax.inference import motion, postprocess
 from dynadust3r_jax.inference.export import export_all
 from dynadust3r_jax.inference.images import VIDEO_EXTENSIONS, load_images, save_originals
@@ -58,8 +58,10 @@ def _inputs(inputs: str):
 
 
 def _peak_memory() -> dict:
-  stats = jax.devices()[0].memory_stats() or {}
-  return {'peak_device_bytes': stats.get('peak_bytes_in_use'),
+  """The largest peak of this process's devices (None where the backend reports none, as a CPU), each device's,
+  and the process's resident set."""
+  peaks = [(d.memory_stats() or {}).get('peak_bytes_in_use') for d in jax.local_devices()]
+  return {'peak_device_bytes': max(peaks) if None not in peaks else None, 'peak_bytes_per_device': peaks,
           'peak_host_rss_bytes': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
@@ -103,14 +105,17 @@ def _exports(config, scene, imgs, flows, workdir) -> dict:
 
 
 def reconstruct(config, workdir: str) -> dict:
-  """Runs the job; returns (and writes) the summary."""
+  """Runs the job; returns (and, on process 0, writes) the summary. On a cluster every process runs it (the same
+  command on every host) and computes; process 0 writes the files."""
+  distributed.maybe_initialize()
   os.makedirs(workdir, exist_ok=True)
   cache_dir = compile_cache.enable(config.compile_cache_dir)
   with compile_cache.CompileTimer() as compiled:
     summary = _reconstruct(config, workdir)
   summary['compile'] = dict(compiled.summary(), cache_dir=cache_dir)
-  with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
-    json.dump(summary, f, indent=1, default=str)
+  if distributed.is_writer():
+    with open(os.path.join(workdir, SUMMARY_FILE), 'w') as f:
+      json.dump(summary, f, indent=1, default=str)
   logging.info('done in %.1f s (compiling %.1f s, %d of %d programs from the cache): %s',
                sum(summary['seconds'].values()), compiled.compile_seconds, compiled.hits, compiled.programs,
                os.path.join(workdir, SUMMARY_FILE))
@@ -132,7 +137,7 @@ def _reconstruct(config, workdir: str) -> dict:
     kept = _postprocess(config, scene)
     flows = result.motion() if result.motion else None  # the family's motion records (inference/motion.py)
   with stages('exports'):
-    written = _exports(config, scene, imgs, flows, workdir)
+    written = _exports(config, scene, imgs, flows, workdir) if distributed.is_writer() else {}
   summary = {'inputs': source, 'checkpoint': config.checkpoint, 'model': family.arch,
              'images': len(imgs), 'image_shapes': shapes, 'pairs': len(result.pairs), **result.summary,
              'points_kept': kept, 'seconds': stages.seconds, 'exports': written,

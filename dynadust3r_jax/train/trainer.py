@@ -21,7 +21,7 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from data import pipeline
-from dynadust3r_jax import families
+from dynadust3r_jax import distributed, families
 from dynadust3r_jax.pretrained import load_config, load_model, write_config
 from dynadust3r_jax.train import datasets, sharding
 from dynadust3r_jax.train.checkpoint import Checkpoints
@@ -31,14 +31,6 @@ from dynadust3r_jax.train.step import make_eval_step, make_train_step
 # validation metrics on the console (metrics.jsonl has them all)
 SUMMARY_METRICS = ('loss', 'avg_3d_error', 'avg_motion_pc_error', 'epe3d', 'delta_0.10', 'view1_abs_rel',
                    'view1_delta_1.25', 'RRA@15', 'RTA@15', 'mAA@30')
-
-
-def maybe_initialize_distributed():
-  """jax.distributed.initialize() when a cluster launched us (SLURM, Kubernetes indexed jobs, or
-  JAX_COORDINATOR_ADDRESS set); a plain single-process run otherwise."""
-  env = os.environ
-  if 'JAX_COORDINATOR_ADDRESS' in env or int(env.get('SLURM_NTASKS', '1')) > 1 or 'JOB_COMPLETION_INDEX' in env:
-    jax.distributed.initialize()
 
 
 def _check_init_checkpoint(config, cfg):
@@ -177,7 +169,7 @@ class _Outputs:
     self.workdir, self.checkpoints = workdir, checkpoints
     self.draw_pictures, self.picture_batches = draw_pictures, picture_batches
     self.metrics_path = os.path.join(workdir, 'metrics.jsonl')
-    self.writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if jax.process_index() == 0 else None
+    self.writer = SummaryWriter(os.path.join(workdir, 'tensorboard')) if distributed.is_writer() else None
 
   def log(self, metrics_file, step: int, record: dict):
     if not record or self.writer is None:
@@ -210,7 +202,7 @@ def train(config, workdir: str):
   if config.init_checkpoint:
     _check_init_checkpoint(config, cfg)
   sources = datasets.prepare(config, workdir)
-  maybe_initialize_distributed()
+  distributed.maybe_initialize()
   mesh = sharding.make_mesh(config.mesh.data, config.mesh.fsdp)
   local_batch, accum = _batch_split(config)
   train_ds, val_sets = datasets.make(config, sources, family.data_options(cfg), local_batch=local_batch,
@@ -218,7 +210,7 @@ def train(config, workdir: str):
   data_iter = pipeline.make_iterator(train_ds, num_workers=config.data.num_workers)
 
   graphdef, params = _initial_params(config, family, cfg)
-  if jax.process_index() == 0:  # the architecture, so that load_model(workdir) loads a checkpoint of this run
+  if distributed.is_writer():  # the architecture, so that load_model(workdir) loads a checkpoint of this run
     write_config(workdir, cfg)
   logging.info('model: %s, %s parameters (%s, attention %s, remat %s); %d devices, mesh data=%d x fsdp=%d; '
                'batch %d in %d micro-batch(es)', family.arch, f'{_count(params):,}', cfg.dtype, cfg.attention_impl,
@@ -237,7 +229,7 @@ def train(config, workdir: str):
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, state_shardings), data_iter)
     logging.info('resumed from step %d', int(state['step']))
   outputs = _Outputs(workdir, checkpoints, family.pictures(graphdef), next(iter(val_sets.values())))
-  if jax.process_index() == 0:  # the file is shared: one writer
+  if distributed.is_writer():  # the file is shared: one writer
     _truncate_metrics(outputs.metrics_path, int(state['step']))
 
   steps = _steps(config, family, graphdef, optimizer, schedule, mesh, state_shardings, val_sets)
@@ -251,7 +243,7 @@ def _loop(config, state, data_iter, steps: _Steps, outputs: _Outputs):
   start = int(state['step'])
   logging.info('training steps %d..%d; metrics -> %s', start + 1, config.num_steps, outputs.metrics_path)
   with _Preemption() as preemption, open(outputs.metrics_path, 'a') as metrics_file, tqdm(
-      total=config.num_steps, initial=start, unit='step', disable=jax.process_index() != 0) as progress:
+      total=config.num_steps, initial=start, unit='step', disable=not distributed.is_writer()) as progress:
     for step in range(start + 1, config.num_steps + 1):
       state, metrics = steps.train(state, next(data_iter))
       progress.update(1)
