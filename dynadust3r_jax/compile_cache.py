@@ -12,6 +12,7 @@ compile (JAX's default keeps only those over a second).
 import os
 
 import jax
+from absl import logging
 from jax import monitoring
 
 DEFAULT_DIR = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'dynadust3r_jax', 'jax')
@@ -21,7 +22,16 @@ _HIT = '/jax/compilation_cache/cache_retrieval_time_sec'  # ... read from the pe
 
 def enable(directory: str) -> str | None:
   """Cache compiled programs in `directory` ('default': see the module docstring; '~' expanded; '' changes
-  nothing). Returns the directory in use (None: no cache)."""
+  nothing). Returns the directory in use (None: no cache).
+
+  A job of several processes runs without it (JAX_COMPILATION_CACHE_DIR included): two CPU processes of one
+  reconstruct job sharing a cache hung in their first collective (tests/test_multiprocess.py), each process
+  apparently holding a differently obtained executable of the same program."""
+  if jax.process_count() > 1:
+    if directory or jax.config.jax_compilation_cache_dir:
+      logging.warning('%d processes: the persistent compilation cache is off for this job', jax.process_count())
+    jax.config.update('jax_compilation_cache_dir', None)
+    return None
   if directory == 'default':
     directory = os.environ.get('JAX_COMPILATION_CACHE_DIR') or DEFAULT_DIR
   if directory:

@@ -46,5 +46,7 @@ def to_host(x) -> np.ndarray:
   """The whole value of an array, on every process (gathered where other processes hold parts of it)."""
   if isinstance(x, jax.Array) and not x.is_fully_addressable:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    # the program that makes x first: on CPU (gloo) a gather started while it still runs can deadlock it
+    x.block_until_ready()
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
   return np.asarray(x)

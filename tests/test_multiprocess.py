@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.test_reconstruct import checkpoint  # noqa: F401 - the fixture
+
 ROOT = Path(__file__).parents[1]
 SCRIPT = [sys.executable, '-m', 'tests.scripts.multiprocess_train']
+RECONSTRUCT = [sys.executable, '-m', 'tests.scripts.multiprocess_reconstruct']
 
 
 def _free_port():
@@ -26,8 +29,8 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _start(args, env, log):
-  return subprocess.Popen(SCRIPT + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+def _start(args, env, log, script=SCRIPT):
+  return subprocess.Popen(script + args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _wait(runs, logs, timeout=600):
@@ -43,12 +46,13 @@ def _wait(runs, logs, timeout=600):
     assert run.returncode == 0, Path(log.name).read_text()[-3000:]
 
 
-def _two_processes(common, steps, env, tmp_path):
+def _two_processes(common, steps, env, tmp_path, script=SCRIPT):
   port, runs, logs = _free_port(), [], []
   for i in range(2):
     logs.append(open(tmp_path / f'multi_{steps}_{i}.log', 'w'))
-    runs.append(_start(common + [f'--steps={steps}', '--devices=2', '--num_processes=2', f'--process_id={i}',
-                                 f'--port={port}'], env, logs[-1]))
+    args = (common(i) if callable(common) else common) + ([f'--steps={steps}'] if steps else [])
+    runs.append(_start(args + ['--devices=2', '--num_processes=2', f'--process_id={i}', f'--port={port}'], env,
+                       logs[-1], script))
   return runs, logs
 
 
@@ -128,3 +132,26 @@ def test_two_processes_train_like_one(tmp_path):
   assert len(got) == len(ref) == len(mine[0])
   for x, (k, y) in zip(got, mine[0].items()):
     np.testing.assert_array_equal(x, y, err_msg=k)
+
+
+def test_two_processes_reconstruct_like_one(checkpoint, tmp_path):
+  """The reconstruct job (3 images, 6 pairs, 20 iterations) on 2 processes x 2 devices: the scene of 1 process x 4
+  devices (cameras.json), every process computing it; only process 0 writes into its workdir."""
+  env = dict(os.environ)
+  env.pop('XLA_FLAGS', None)
+  single_log = open(tmp_path / 'single.log', 'w')
+  one = _start([f'--checkpoint={checkpoint}', f'--workdir={tmp_path}/single', f'--out={tmp_path}/out_single',
+                '--devices=4'], env, single_log, RECONSTRUCT)
+  runs, logs = _two_processes(lambda i: [f'--checkpoint={checkpoint}', f'--workdir={tmp_path}/multi_{i}',
+                                         f'--out={tmp_path}/out_multi'], 0, env, tmp_path, RECONSTRUCT)
+  _wait([one] + runs, [single_log] + logs)
+  summaries = [json.loads((tmp_path / 'out_multi' / f'summary_{i}.json').read_text()) for i in range(2)]
+  single = json.loads((tmp_path / 'out_single' / 'summary_0.json').read_text())
+  assert [(s['devices'], s['processes']) for s in summaries] == [(4, 2), (4, 2)] and single['processes'] == 1
+  assert summaries[0]['losses'] == summaries[1]['losses']                  # every process aligned the same scene
+  np.testing.assert_allclose(summaries[0]['losses'], single['losses'], rtol=1e-5)
+  cams = [json.loads((tmp_path / d / 'cameras.json').read_text()) for d in ('single', 'multi_0')]
+  for name in cams[0]:
+    np.testing.assert_allclose(cams[1][name]['cam_to_world'], cams[0][name]['cam_to_world'], atol=1e-5)
+  assert sorted(os.listdir(tmp_path / 'multi_0')) == sorted(os.listdir(tmp_path / 'single'))
+  assert os.listdir(tmp_path / 'multi_1') == []                             # process 1 wrote nothing

@@ -159,7 +159,7 @@ class DUSt3R(Family):
 def _memory_budget(config) -> float:
   if config.align.memory_budget_gb:
     return config.align.memory_budget_gb * 2 ** 30
-  stats = jax.devices()[0].memory_stats() or {}
+  stats = jax.local_devices()[0].memory_stats() or {}
   if 'bytes_limit' in stats:
     return stats['bytes_limit']
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
