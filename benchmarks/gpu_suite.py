@@ -22,8 +22,8 @@ the 8 files that come back: one .jsonl per part plus summary.md).
 
 Budget plan for one H200 (GPU seconds, compiles included; the whole run under 9 minutes):
   ceilings 20, correctness 55, forward 185 (D4RT's encoder and query decoding first, held to 40, then DUSt3R's
-  forward 145), attention 42, train_step 130, align 85 (global alignment 40, then the evaluation job's pairs
-  throughput 45), data 45 = 562 s + the install (~5 s).
+  forward 145), attention 42, train_step 130, align 100 (global alignment 40, then the evaluation job's pairs
+  throughput 45, then reconstruction at scale 15), data 45 = 577 s + the install (~5 s).
   Each part's lines give its compile times (compile_s): the numbers to re-plan the budgets with.
 """
 import dataclasses
@@ -159,6 +159,7 @@ def train_step_part(ctx):
 
 
 EVALUATE_ESTIMATE_S = 45    # benchmarks/evaluate.py on one H200: compiles at batch 1 and 8 + 2 x 16 pairs
+SCALE_ESTIMATE_S = 15       # benchmarks/reconstruct_scale.py, 8 and 50 images at 512x384 (not measured yet)
 
 
 def align_part(ctx):
@@ -178,6 +179,14 @@ def align_part(ctx):
     evaluate.run(size=512, pairs=16, batch_sizes=(1, 8), emit=ctx.emit)
   else:
     ctx.emit(dict(bench='evaluate_pairs', skipped=f'budget: {ctx.budget.left():.0f} s left, needs ~{EVALUATE_ESTIMATE_S} s'))
+  # reconstruction at scale: the stages on the machine's devices against one (a single GPU: one line per size)
+  from benchmarks import reconstruct_scale  # noqa: PLC0415
+  if ctx.dry_run:
+    reconstruct_scale.run([4], resolution='64x48', niter=2, inference_pairs=4, emit=ctx.emit)
+  elif ctx.budget.allows(SCALE_ESTIMATE_S):
+    reconstruct_scale.run([8, 50], resolution='512x384', niter=20, budget=ctx.budget, emit=ctx.emit)
+  else:
+    ctx.emit(dict(bench='reconstruct_scale', skipped=f'budget: {ctx.budget.left():.0f} s left, needs ~{SCALE_ESTIMATE_S} s'))
 
 
 def data_part(ctx):
@@ -286,9 +295,10 @@ def train_step_table(rows):
 
 def align_table(rows):
   evaluation = [r for r in rows if r['bench'] == 'evaluate_pairs']
+  scale = [r for r in rows if r['bench'] == 'reconstruct_scale']
   cells = []
   for r in rows:
-    if r['bench'] == 'evaluate_pairs':
+    if r['bench'] in ('evaluate_pairs', 'reconstruct_scale'):
       continue
     what = [r.get('n_images', ''), r.get('graph', ''), r.get('n_edges', '')]
     if 'skipped' in r:
@@ -308,7 +318,15 @@ def align_table(rows):
       _table(['model', 'size', 'batch', 'GT ms/pair', 'inference+metrics ms/pair', 'pairs/s', 'vs batch 1'],
              [_skip(r, 7) if 'skipped' in r else [r['model'], r['size'], r['batch_size'], r['gt_ms_per_pair'],
                                                   r['eval_ms_per_pair'], r['pairs_per_s'], r['ratio_vs_batch1']]
-              for r in evaluation])
+              for r in evaluation]) + \
+      ['', 'Reconstruction at scale (benchmarks/reconstruct_scale.py; loop / floor: the alignment loop over one read '
+       'of its inputs):', ''] + \
+      _table(['images', 'edges', 'devices', 'inference pairs/s', 'init s', 'compile s', 'loop ms/iter', 'floor ms',
+              'loop / floor', 'MiB per device', 'formula MiB', 'exports s'],
+             [[r.get('n_images'), r.get('n_edges'), r.get('devices')] + (_skip(r, 9) if 'skipped' in r else [
+                 r['inference_pairs_per_s'], r['init_s'], r['compile_s'], r['loop_ms_per_iter'], r['floor_ms'],
+                 r['loop_over_floor'], round(r['bytes_per_device'] / 2**20),
+                 round(r['formula_bytes_per_device'] / 2**20), r['exports_s']]) for r in scale])
 
 
 def data_table(rows):
@@ -338,9 +356,10 @@ PARTS = [
     Part('attention', 42, attention_part, attention_table, {'rope_attention': ('ms', 'tflops')}),
     Part('train_step', 130, train_step_part, train_step_table,
          {'train_step': ('ms_per_step', 'pairs_per_s', 'tflops', 'compile_s')}),
-    Part('align', 85, align_part, align_table,
+    Part('align', 100, align_part, align_table,
          {'align': ('jax_init_s', 'jax_compile_s', 'jax_loop_ms_per_iter', 'jax_final_loss', 'jax_peak_bytes'),
-          'evaluate_pairs': ('pairs_per_s', 'ratio_vs_batch1')}),
+          'evaluate_pairs': ('pairs_per_s', 'ratio_vs_batch1'),
+          'reconstruct_scale': ('loop_ms_per_iter', 'floor_ms', 'loop_over_floor', 'bytes_per_device')}),
     Part('data', 45, data_part, data_table, {'data_sample': ('samples_per_s',), 'data_iterator': ('samples_per_s',),
                                              'clip_index': ('cold_s', 'warm_s', 'cold_over_warm')},
          env={'JAX_PLATFORMS': 'cpu'}),   # CPU only: its 16 worker processes must not open the GPU
