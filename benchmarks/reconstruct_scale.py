@@ -85,7 +85,7 @@ def _floor_ms(n_bytes, mesh, repeats=5) -> float:
   n -= n % devices
   x = jnp.ones((n,), jnp.float32)
   if mesh is not None:
-    x = jax.device_put(x, jax.NamedSharding(mesh, jax.P(tuple(mesh.axis_names))))
+    x = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.P(tuple(mesh.axis_names))))
   read = jax.jit(jnp.sum)
   read(x).block_until_ready()
   best = float('inf')

@@ -109,9 +109,9 @@ class Predictor:
     """The same forward over every device of `mesh` (of one or several processes): the parameters replicated on
     each, a call's host inputs split along their batch axis over all the devices (its size a multiple of their
     count), the outputs sharded alike."""
-    replicated = jax.NamedSharding(mesh, jax.P())
+    replicated = jax.sharding.NamedSharding(mesh, jax.P())
     state = jax.tree.map(lambda x: distributed.put(np.asarray(x), replicated), self.state)
-    split = jax.NamedSharding(mesh, jax.P(tuple(mesh.axis_names)))
+    split = jax.sharding.NamedSharding(mesh, jax.P(tuple(mesh.axis_names)))
     return lambda *args: self._forward(state, *(jax.tree.map(lambda x: distributed.put(x, split), a) for a in args))
 
 

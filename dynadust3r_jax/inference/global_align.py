@@ -116,7 +116,7 @@ def alignment_loss(params, data, *, edge_chunk, norm_pw_scale=True, base_scale=0
   P = pairwise_poses(params['pw_poses'], base_scale, norm_pw_scale, mean_log_scale)
   X = world_points(params, data['grid'], data['base_pp'])                  # (N,3,A)
   if axes is not None:  # used by this device's edges: its gradient (pcast's transpose) is summed over the devices
-    X = jax.lax.pcast(X, axes, to='varying')
+    X = _to_varying(X, axes)
   edge_data = {k: data[k] for k in ('ei', 'ej', 'pred_i', 'pred_j', 'w_i', 'w_j', 'area_i', 'area_j')}
   loss = _edge_loss(P, X, edge_data, edge_chunk, dist)
   return loss if axes is None else jax.lax.psum(loss, axes)
@@ -154,14 +154,29 @@ def _edge_scan(P, X, data, edge_chunk, dist, grad):
   return jax.lax.scan(body, _varying_like(init, P), jnp.arange(n_chunks))[0]
 
 
+def _varying_axes(x) -> frozenset:
+  """The manual mesh axes x varies over inside a shard_map (empty outside one); JAX 0.12 types it as
+  `manual_axis_type.varying`, 0.11 as `vma`."""
+  aval = jax.typeof(x)
+  typed = getattr(aval, 'manual_axis_type', None)
+  return frozenset(typed.varying if typed is not None else getattr(aval, 'vma', ()))
+
+
+def _to_varying(x, axes):
+  """x typed as varying over `axes` (jax.lax.pcast in JAX 0.12, pvary before)."""
+  if hasattr(jax.lax, 'pcast'):
+    return jax.lax.pcast(x, tuple(axes), to='varying')
+  return jax.lax.pvary(x, tuple(axes))
+
+
 def _varying_like(tree, ref):
   """`tree` typed as varying over the mesh axes `ref` varies over: inside a shard_map over edges (P is a device's
   edges) a scan's carry must be typed as its body makes it; outside one, tree unchanged."""
-  axes = jax.typeof(ref).manual_axis_type.varying
+  axes = _varying_axes(ref)
 
   def cast(x):
-    missing = tuple(sorted(axes - jax.typeof(x).manual_axis_type.varying))
-    return jax.lax.pcast(x, missing, to='varying') if missing else x
+    missing = sorted(axes - _varying_axes(x))
+    return _to_varying(x, missing) if missing else x
   return jax.tree.map(cast, tree)
 
 
@@ -239,8 +254,11 @@ def shard_edges(params, data, mesh):
 
   data = {k: padded(v) if k in EDGE_KEYS else v for k, v in data.items()}
   params = dict(params, pw_poses=padded(params['pw_poses'], IDENTITY_PW_POSE))
-  return tuple({k: distributed.put(v, jax.NamedSharding(mesh, spec)) for (k, v), spec in zip(tree.items(), specs.values())}
-               for tree, specs in ((params, _edge_specs(params, axes)), (data, _edge_specs(data, axes))))
+
+  def place(tree):
+    return {k: distributed.put(v, jax.sharding.NamedSharding(mesh, spec))
+            for (k, v), spec in zip(tree.items(), _edge_specs(tree, axes).values())}
+  return place(params), place(data)
 
 
 def _per_image(values, n_imgs, name):
