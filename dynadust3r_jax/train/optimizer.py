@@ -15,6 +15,9 @@ def learning_rate_schedule(opt, num_steps: int) -> optax.Schedule:
   if opt.schedule == 'constant':
     return optax.constant_schedule(opt.learning_rate)
   if opt.schedule == 'warmup_cosine':
+    if not 0 <= opt.warmup_steps < num_steps:
+      raise ValueError(f'config.optimizer.warmup_steps={opt.warmup_steps} with config.num_steps={num_steps}: the '
+                       'warm-up must end before the last step (give --config.optimizer.warmup_steps < num_steps)')
     return optax.warmup_cosine_decay_schedule(0.0, opt.learning_rate, opt.warmup_steps, num_steps,
                                               end_value=opt.min_learning_rate)
   raise ValueError(f"config.optimizer.schedule={opt.schedule!r}; choose 'constant' or 'warmup_cosine'")

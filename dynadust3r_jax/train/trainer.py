@@ -199,6 +199,7 @@ def train(config, workdir: str):
   # The data first: making the demo's clips runs ffmpeg subprocesses, which fork safely only before
   # JAX starts its backend threads.
   family, cfg = families.for_training(config)  # (its errors before any data is made)
+  learning_rate_schedule(config.optimizer, config.num_steps)  # (likewise)
   if config.init_checkpoint:
     _check_init_checkpoint(config, cfg)
   sources = datasets.prepare(config, workdir)
