@@ -2,8 +2,8 @@
 
 A second run with the same shapes (same model, image sizes, pair counts, XLA flags and jaxlib) then loads its
 programs from the cache instead of compiling them: `config.compile_cache_dir` ('default': $JAX_COMPILATION_CACHE_DIR
-if set, else DEFAULT_DIR under the user's cache directory; a path; '' leaves JAX's own setting, off by default). Every program is cached, however short its
-compile (JAX's default keeps only those over a second).
+if set, else DEFAULT_DIR under the user's cache directory; a path; '' leaves JAX's own setting, off by default).
+Every program is cached, however short its compile (JAX's default keeps only those over a second).
 
     with CompileTimer() as compiled:
       ...                                   # the job

@@ -300,9 +300,9 @@ def test_optimiser_from_the_reference_random_start(ref, problem):
   assert rel.max() < 1e-5  # measured 3e-7 over the 100 steps (the loss falls from 12.7 to 5.0)
 
 
-@pytest.fixture(scope='module')
-def mixed():
-  """align_mixed.npz: 4 images of sizes 24×32, 32×24, 24×32, 20×36; per-edge arrays raveled and concatenated."""
+def mixed_problem():
+  """align_mixed.npz: 4 images of sizes 24×32, 32×24, 24×32, 20×36; per-edge arrays raveled and concatenated.
+  Returns (the arrays, the image shapes, the inference output global_align takes)."""
   m = dict(np.load(FIXTURE.parent / 'align_mixed.npz'))
   shapes = [tuple(int(v) for v in s) for s in m['shapes']]
 
@@ -318,6 +318,11 @@ def mixed():
             'pred1': {'pts3d': split(m['pts3d_i'], ei, 3), 'conf': split(m['conf_i'], ei)},
             'pred2': {'pts3d_in_other_view': split(m['pts3d_j'], ej, 3), 'conf': split(m['conf_j'], ej)}}
   return m, shapes, output
+
+
+@pytest.fixture(scope='module')
+def mixed():
+  return mixed_problem()
 
 
 def test_mixed_image_sizes_equal_the_reference(mixed):

@@ -15,7 +15,7 @@ os.environ['XLA_FLAGS'] = os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_p
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tests.test_global_align import FIXTURE, _output  # noqa: E402
+from tests.test_global_align import FIXTURE, _output, mixed_problem  # noqa: E402
 
 ga = importlib.import_module('dynadust3r_jax.inference.global_align')
 FIELDS = ('cam_to_world', 'focals', 'depthmaps')
@@ -34,28 +34,11 @@ def _diffs(a, b) -> dict:
   return out
 
 
-def _mixed_output():
-  m = dict(np.load(FIXTURE.parent / 'align_mixed.npz'))
-  shapes = [tuple(int(v) for v in s) for s in m['shapes']]
-
-  def split(flat, images, channels=None):
-    out, start = [], 0
-    for n in images:
-      h, w = shapes[n]
-      out.append(flat[start:start + h * w].reshape((h, w) + ((channels,) if channels else ())))
-      start += h * w
-    return out
-  ei, ej = m['edges'][:, 0], m['edges'][:, 1]
-  return {'view1': {'idx': ei}, 'view2': {'idx': ej},
-          'pred1': {'pts3d': split(m['pts3d_i'], ei, 3), 'conf': split(m['conf_i'], ei)},
-          'pred2': {'pts3d_in_other_view': split(m['pts3d_j'], ej, 3), 'conf': split(m['conf_j'], ej)}}
-
-
 def main(niters):
   mesh = jax.make_mesh((4, 2), ('data', 'fsdp'), axis_types=(jax.sharding.AxisType.Auto,) * 2)
   out = {'devices': jax.device_count()}
   for niter in niters:
-    for name, output in (('synthetic', _output(dict(np.load(FIXTURE)))), ('mixed', _mixed_output())):
+    for name, output in (('synthetic', _output(dict(np.load(FIXTURE)))), ('mixed', mixed_problem()[2])):
       single = ga.global_align(output, niter=niter, init='mst')
       out[f'{name}_{niter}'] = _diffs(single, ga.global_align(output, niter=niter, init='mst', mesh=mesh))
       out[f'{name}_{niter}_reordered'] = _diffs(single, ga.global_align(output, niter=niter, init='mst', edge_chunk=3))

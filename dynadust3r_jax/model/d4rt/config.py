@@ -61,7 +61,7 @@ class D4RTConfig(ConfigFields):
     if 'size' in d:
       size = d.pop('size')
       if size not in SIZES:
-        raise ValueError(f'D4RTConfig: size={size!r}; choose from {tuple(SIZES)}')
+        raise ValueError(f'D4RTConfig: size={size!r} (config.model.size); choose from {tuple(SIZES)}')
       d = {**SIZES[size], **d}
     return super().from_dict(d, **runtime)
 
